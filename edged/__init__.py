@@ -1,0 +1,3 @@
+"""edged: on-device log and incident intelligence for industrial edge boxes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,107 @@
+"""The ``edged`` command: run, status, submit, config check, version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import tomli_w
+
+from edged import __version__
+from edged.config import ConfigError, effective_config, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS,
+        help="TOML config file (default: ./edged.toml, then /etc/edged/edged.toml, else embedded defaults)",
+    )
+    parser = argparse.ArgumentParser(prog="edged", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    status = sub.add_parser("status", parents=[common], help="counts of records, rejected inputs, file positions")
+    status.add_argument("--json", action="store_true", help="machine-readable output (stable keys)")
+    submit = sub.add_parser("submit", parents=[common], help="enqueue an incident report")
+    submit.add_argument("text", nargs="?", help="the report; read from stdin when omitted or '-'")
+    submit.add_argument("--machine", help="machine the report is about")
+    submit.add_argument("--id", dest="given_id", help="your id for the report; submitting it again is a no-op")
+    config = sub.add_parser("config", parents=[common], help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("check", parents=[common], help="validate and print the effective config, secrets redacted")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    loaded = load_config(getattr(args, "config", None))
+    from edged.logsetup import setup_logging
+
+    setup_logging(loaded.settings.logging.level)
+    return loaded
+
+
+def _open_existing_db(path: Path):
+    from edged.store.database import connect
+
+    if not path.exists():
+        raise ConfigError(f"no database at {path}: edged has not run with this config yet")
+    return connect(path, readonly=True)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edged.store.status import collect_status, format_status
+
+    loaded = _load(args)
+    path = loaded.settings.store.path
+    status = collect_status(_open_existing_db(path), path)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from edged.store.database import open_database
+    from edged.submit import incident_record, store_incident
+
+    loaded = _load(args)
+    text = sys.stdin.read() if args.text in (None, "-") else args.text
+    try:
+        record = incident_record(text, machine=args.machine, via="cli", given_id=args.given_id)
+    except ValueError as exc:
+        print(f"edged submit: {exc}", file=sys.stderr)
+        return 2
+    stored = store_incident(open_database(loaded.settings.store.path), record)
+    print(record.record_id if stored else f"{record.record_id} (already stored)")
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    loaded = load_config(getattr(args, "config", None))
+    where = loaded.path or "embedded defaults (no config file found)"
+    print(f"# effective configuration from {where}; secrets redacted")
+    print(tomli_w.dumps(effective_config(loaded.settings)), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edged.app import run_daemon
+
+    return run_daemon(_load(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "version":
+            print(f"edged {__version__}")
+            return 0
+        if args.command == "config":
+            return cmd_config_check(args)
+        return {"run": cmd_run, "status": cmd_status, "submit": cmd_submit}[args.command](args)
+    except ConfigError as exc:
+        print(f"edged: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,159 @@
+"""The settings model: every key edged understands, its default and its meaning.
+
+Public names (scripts and the Ansible role rely on them): ``[store] path``, ``[logs] paths``,
+``[mqtt] url``, ``[mqtt] topics``, ``[mqtt] client_id``. ``deploy/edged.example.toml`` documents
+every key and a test keeps it in step with this file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def state_dir() -> Path:
+    """Where state lives: systemd's StateDirectory when run as a service, else ./var."""
+    return Path(os.environ.get("STATE_DIRECTORY", "var").split(":")[0])
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class StoreSettings(Section):
+    path: Path = Field(default_factory=lambda: state_dir() / "edged.db", description="SQLite database file")
+    batch_max_rows: int = Field(20_000, ge=1, description="most rows committed in one transaction")
+    queue_max_rows: int = Field(
+        100_000, ge=1000, description="rows waiting for the writer before sources are made to wait"
+    )
+
+
+class LogsSettings(Section):
+    paths: list[str] = Field(
+        default_factory=lambda: [str(state_dir() / "logs" / "*.log")],
+        description="glob patterns of log files to follow; '**' recurses into subdirectories",
+    )
+    start_at: Literal["beginning", "end"] = Field(
+        "beginning",
+        description="where to start in files found on the very first start; later files always start at the beginning",
+    )
+    multiline_start: str | None = Field(
+        None, description="regex that matches the first line of a record; other lines join the record before them"
+    )
+    multiline_timeout_s: float = Field(2.0, gt=0, description="a pending multiline record is stored after this quiet time")
+    partial_line_timeout_s: float = Field(
+        5.0, gt=0, description="a last line without newline is stored after this quiet time"
+    )
+    max_line_bytes: int = Field(65_536, ge=256, description="longer records are truncated and flagged")
+    rescan_interval_s: float = Field(10.0, gt=0, description="safety-net rescan of the globs and files")
+    rotate_wait_s: float = Field(5.0, ge=0, description="how long a rotated-away file is watched for late writes")
+    read_chunk_bytes: int = Field(1 << 20, ge=4096, description="bytes read from a file at a time")
+    machine_pattern: str = Field(
+        r"(?P<machine>[^/]+?)(?:\.log)?$",
+        description="regex searched in the file path; its group 'machine' names the machine",
+    )
+
+    _regexes = field_validator("multiline_start", "machine_pattern")(_check_regex)
+
+
+class MqttSettings(Section):
+    url: str | None = Field(
+        None, description="ingest broker, mqtt://[user@]host[:port] or mqtts://...; unset = MQTT off"
+    )
+    password: SecretStr | None = Field(None, description="broker password (prefer password_file)")
+    password_file: Path | None = Field(
+        None,
+        description="file holding the password; default: $CREDENTIALS_DIRECTORY/mqtt_password when present",
+    )
+    topics: list[str] = Field(
+        default_factory=lambda: ["factory/+/logs", "factory/+/incidents"],
+        description="subscriptions (QoS below)",
+    )
+    incident_topics: list[str] = Field(
+        default_factory=lambda: ["factory/+/incidents"],
+        description="messages on topics matching these filters are incident reports, unless the payload says its kind",
+    )
+    machine_pattern: str = Field(
+        r"^[^/]+/(?P<machine>[^/]+)/",
+        description="regex searched in the topic; its group 'machine' names the machine for plain-text payloads",
+    )
+    client_id: str = Field(
+        default_factory=lambda: f"edged-{socket.gethostname()}",
+        description="fixed client id: the broker keeps the session (and queued messages) under it",
+    )
+    qos: Literal[0, 1] = Field(1, description="subscription QoS; 1 = nothing lost while edged is down")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive")
+    reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay; doubles up to reconnect_max_s")
+    reconnect_max_s: float = Field(60.0, gt=0, description="longest reconnect delay (with +-20% jitter)")
+    ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (default: system CAs)")
+    cert_file: Path | None = Field(None, description="client certificate for mqtts://")
+    key_file: Path | None = Field(None, description="client key for mqtts://")
+    max_payload_bytes: int = Field(65_536, ge=256, description="longer texts are truncated and flagged")
+
+    _regexes = field_validator("machine_pattern")(_check_regex)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if parts.password:
+            raise ValueError("must not contain a password; use password_file or a credential")
+        return value
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+
+class Settings(BaseSettings):
+    """All of edged's configuration. Precedence: EDGED_* environment > TOML file > defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EDGED_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    logs: LogsSettings = Field(default_factory=LogsSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init arguments; the environment must override it.
+        return (env_settings, init_settings)

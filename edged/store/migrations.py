@@ -1,0 +1,125 @@
+"""Versioned schema migrations, each applied in the same transaction as its record in ``migrations``.
+
+Add a migration by writing a function decorated with ``@migration(N)`` with the next number.
+Never edit a migration that has shipped: boxes in the field have already applied it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import sqlite_utils
+
+from edged.store.database import write_transaction
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def migration(version: int) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        if version in MIGRATIONS:
+            raise ValueError(f"migration {version} registered twice")
+        MIGRATIONS[version] = fn
+        return fn
+
+    return register
+
+
+def current_version(db: sqlite_utils.Database) -> int:
+    if "migrations" not in db.table_names():
+        return 0
+    row = db.execute("SELECT max(version) FROM migrations").fetchone()
+    return row[0] or 0
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[int]:
+    """Apply every migration newer than the database; returns the versions applied."""
+    applied = []
+    with write_transaction(db):
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+    for version in sorted(MIGRATIONS):
+        # The version is re-read under the write lock, so two processes opening a fresh
+        # database at once never apply the same migration twice.
+        with write_transaction(db):
+            if version <= current_version(db):
+                continue
+            fn = MIGRATIONS[version]
+            fn(db)
+            db["migrations"].insert({"version": version, "name": fn.__name__, "applied_at": time.time()})
+            applied.append(version)
+    return applied
+
+
+@migration(1)
+def create_ingest_tables(db: sqlite_utils.Database) -> None:
+    # The inbox: one row per log record or incident report, whatever its source.
+    db.execute(
+        """
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY,
+            record_id TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL,
+            machine TEXT,
+            kind TEXT NOT NULL CHECK (kind IN ('log', 'incident')),
+            text TEXT NOT NULL,
+            flags TEXT NOT NULL DEFAULT '',
+            origin TEXT,
+            received_at REAL NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'leased', 'done', 'parked')),
+            priority INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_until REAL,
+            error TEXT
+        )
+        """
+    )
+    # Claiming work scans pending rows by priority, then age; the partial index stays small
+    # because finished rows leave it.
+    db.execute(
+        "CREATE INDEX records_claim ON records (priority DESC, id) WHERE status IN ('pending', 'leased')"
+    )
+    db.execute("CREATE INDEX records_status ON records (status)")
+    # One row per file instance ever read. file_key is the identity used in record ids: it is
+    # assigned when the file is first seen and persisted with its first lines.
+    db["file_positions"].create(
+        {
+            "file_key": str,
+            "source": str,
+            "path": str,
+            "dev": int,
+            "ino": int,
+            "fp_len": int,
+            "fp_hash": str,
+            "offset": int,
+            "state": str,
+            "reason": str,
+            "first_seen": float,
+            "updated_at": float,
+        },
+        pk="file_key",
+        not_null={"source", "path", "dev", "ino", "fp_len", "fp_hash", "offset", "state"},
+    )
+    db["file_positions"].create_index(["state"])
+    # Inputs that could not become records, kept with their reason so nothing vanishes silently.
+    db.execute(
+        """
+        CREATE TABLE rejected (
+            id INTEGER PRIMARY KEY,
+            input_id TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT,
+            size INTEGER NOT NULL,
+            sample BLOB,
+            received_at REAL NOT NULL
+        )
+        """
+    )
+    db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})

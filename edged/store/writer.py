@@ -1,0 +1,229 @@
+"""The one thread that writes to the database.
+
+Every source hands its work to ``StoreWriter.submit``. The writer takes whatever has queued up,
+applies it in one transaction and commits, and only then runs each job's ``on_commit`` callback:
+that is where a source acknowledges its input (an MQTT ack) or advances in-memory state, so nothing
+is acknowledged before it is durable. One writer means no lock contention inside the daemon and
+large, cheap batched commits.
+
+The queue is bounded in rows: a source that produces faster than the disk accepts blocks in
+``submit`` (the file source simply stops reading) instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sqlite_utils
+
+from edged.store.database import write_transaction
+from edged.store.records import (
+    ADD_COUNTER,
+    INSERT_RECORD,
+    INSERT_REJECTED,
+    UPSERT_POSITION,
+    FilePosition,
+    NewRecord,
+    Rejected,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    inserted: int
+    duplicates: int
+
+
+@dataclass
+class WriteBatch:
+    """Records, file positions, rejections and counter increments stored atomically together.
+
+    ``source_type`` names the counter that duplicates are added to (``duplicates.<source_type>``):
+    a record whose record_id is already stored is not ingested again, only counted.
+    """
+
+    records: list[NewRecord] = field(default_factory=list)
+    positions: list[FilePosition] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    source_type: str = "other"
+    on_commit: Callable[[BatchResult], None] | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.records) + len(self.positions) + len(self.rejected) + 1
+
+    def apply(self, db: sqlite_utils.Database) -> BatchResult:
+        conn = db.conn
+        inserted = 0
+        if self.records:
+            inserted = conn.executemany(INSERT_RECORD, self.records).rowcount
+        if self.positions:
+            conn.executemany(UPSERT_POSITION, self.positions)
+        if self.rejected:
+            conn.executemany(INSERT_REJECTED, self.rejected)
+        counters = dict(self.counters)
+        duplicates = len(self.records) - inserted
+        if duplicates:
+            key = f"duplicates.{self.source_type}"
+            counters[key] = counters.get(key, 0) + duplicates
+        if counters:
+            conn.executemany(ADD_COUNTER, list(counters.items()))
+        return BatchResult(inserted=inserted, duplicates=duplicates)
+
+
+@dataclass
+class _Job:
+    batch: WriteBatch | None
+    fn: Callable[[sqlite_utils.Database], Any] | None
+    future: Future = field(default_factory=Future)
+
+    @property
+    def rows(self) -> int:
+        return self.batch.rows if self.batch is not None else 1
+
+    def apply(self, db: sqlite_utils.Database) -> Any:
+        return self.batch.apply(db) if self.batch is not None else self.fn(db)
+
+
+class WriterStopped(RuntimeError):
+    pass
+
+
+class StoreWriter:
+    """Owns the only write connection of the daemon. Start with ``start()``, end with ``stop()``."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        *,
+        max_batch_rows: int = 20_000,
+        max_queued_rows: int = 100_000,
+    ) -> None:
+        self.db = db
+        self.max_batch_rows = max_batch_rows
+        self.max_queued_rows = max_queued_rows
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._queued_rows = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        # Figures for status and metrics; written only by the writer thread.
+        self.commits = 0
+        self.records_inserted = 0
+        self.duplicates = 0
+        self.failed_jobs = 0
+        self.last_commit_at: float | None = None
+
+    # -- producers -------------------------------------------------------------------------
+    def submit(self, batch: WriteBatch, *, wait_for_room: bool = True, timeout: float | None = None) -> Future:
+        """Queue a batch; the returned future resolves to a BatchResult after the commit.
+
+        With ``wait_for_room`` the call blocks while the queue is over its bound (backpressure).
+        MQTT passes False: its network thread must keep answering pings, and the number of its
+        unacknowledged messages is already bounded by the broker's in-flight window.
+        """
+        return self._put(_Job(batch=batch, fn=None), wait_for_room, timeout)
+
+    def call(self, fn: Callable[[sqlite_utils.Database], Any]) -> Future:
+        """Run ``fn(db)`` inside the writer's next transaction; the future holds its return value."""
+        return self._put(_Job(batch=None, fn=fn), True, None)
+
+    def _put(self, job: _Job, wait_for_room: bool, timeout: float | None) -> Future:
+        with self._cond:
+            if wait_for_room:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._queued_rows >= self.max_queued_rows and not self._stopping:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("store writer queue is full")
+                    self._cond.wait(remaining)
+            if self._stopping and not self._thread.is_alive():
+                raise WriterStopped("store writer has stopped")
+            self._queue.append(job)
+            self._queued_rows += job.rows
+            self._cond.notify_all()
+        return job.future
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Commit everything already queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the writer thread -------------------------------------------------------------------
+    def _take(self) -> list[_Job]:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            jobs: list[_Job] = []
+            rows = 0
+            while self._queue and (not jobs or rows + self._queue[0].rows <= self.max_batch_rows):
+                job = self._queue.popleft()
+                jobs.append(job)
+                rows += job.rows
+            self._queued_rows -= rows
+            self._cond.notify_all()
+            return jobs
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._take()
+            if not jobs:
+                return  # stopping and drained
+            try:
+                with write_transaction(self.db):
+                    results = [job.apply(self.db) for job in jobs]
+            except Exception:
+                log.exception("batch of %d jobs failed; retrying them one by one", len(jobs))
+                self._apply_one_by_one(jobs)
+                continue
+            self._committed(jobs, results)
+
+    def _apply_one_by_one(self, jobs: list[_Job]) -> None:
+        """Isolate the job that broke a batch so the others still land."""
+        for job in jobs:
+            try:
+                with write_transaction(self.db):
+                    result = job.apply(self.db)
+            except Exception as exc:
+                self.failed_jobs += 1
+                log.error("write job failed: %s", exc)
+                job.future.set_exception(exc)
+            else:
+                self._committed([job], [result])
+
+    def _committed(self, jobs: list[_Job], results: list[Any]) -> None:
+        self.commits += 1
+        self.last_commit_at = time.time()
+        for job, result in zip(jobs, results):
+            if isinstance(result, BatchResult):
+                self.records_inserted += result.inserted
+                self.duplicates += result.duplicates
+                if job.batch is not None and job.batch.on_commit is not None:
+                    try:
+                        job.batch.on_commit(result)
+                    except Exception:
+                        log.exception("on_commit callback failed")
+            job.future.set_result(result)

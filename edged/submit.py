@@ -1,0 +1,40 @@
+"""Incident reports from people (CLI now, the web form later): one ``kind=incident`` record each."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import sqlite_utils
+
+from edged.ids import submitted_record_id
+from edged.store.database import write_transaction
+from edged.store.records import NewRecord
+from edged.store.writer import WriteBatch
+
+INCIDENT_PRIORITY = 10  # incident reports are analyzed before log lines
+
+
+def incident_record(text: str, *, machine: str | None, via: str, given_id: str | None = None) -> NewRecord:
+    text = text.strip()
+    if not text:
+        raise ValueError("an incident report needs some text")
+    return NewRecord(
+        record_id=submitted_record_id(given_id),
+        source=f"submit:{via}",
+        machine=machine,
+        kind="incident",
+        text=text,
+        flags="",
+        origin=json.dumps({"via": via}),
+        received_at=time.time(),
+        priority=INCIDENT_PRIORITY,
+    )
+
+
+def store_incident(db: sqlite_utils.Database, record: NewRecord) -> bool:
+    """Store it directly (the CLI runs beside the daemon; SQLite serialises the two writers).
+    Returns False when a report with the same id was already stored."""
+    with write_transaction(db):
+        result = WriteBatch(records=[record], source_type="submit").apply(db)
+    return result.inserted == 1
