@@ -17,7 +17,6 @@ from typing import Protocol
 
 from edged import __version__
 from edged.config import LoadedConfig
-from edged.config.settings import state_dir
 from edged.sources.files.discovery import watch_root
 from edged.store.database import connect, open_database
 from edged.store.writer import StoreWriter
@@ -102,11 +101,10 @@ class Daemon:
 
     def _print_banner(self) -> None:
         s = self.settings
-        state = Path(os.path.abspath(state_dir()))
         lines = [
             f"edged {__version__} running (stop with Ctrl-C or SIGTERM)",
             f"  config:   {self.loaded.path or 'none found; embedded defaults'}",
-            f"  state:    {state}",
+            f"  state:    {Path(os.path.abspath(s.store.path)).parent}",
             f"  database: {os.path.abspath(s.store.path)}",
         ]
         for pattern in s.logs.paths:

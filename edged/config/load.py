@@ -5,6 +5,7 @@ Every error names the key and where its value came from (the file or an environm
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from edged.config.settings import Settings
 
@@ -105,6 +107,26 @@ def _check_unknown_env(known_sections: set[str]) -> None:
                 raise ConfigError(f"environment variable {name}: unknown key {section!r}")
 
 
+def _check_env_json() -> None:
+    """List values in the environment must be JSON; say so plainly instead of a parser traceback."""
+    for section_name, section_field in Settings.model_fields.items():
+        section_model = section_field.annotation
+        for key, field in section_model.model_fields.items():
+            if getattr(field.annotation, "__origin__", None) is not list:
+                continue
+            name = _env_name((section_name, key))
+            value = next((v for k, v in os.environ.items() if k.upper() == name), None)
+            if value is None:
+                continue
+            try:
+                json.loads(value)
+            except ValueError:
+                raise ConfigError(
+                    f"environment variable {name}: [{section_name}] {key}: not valid JSON;"
+                    f" write lists as JSON, e.g. {name}='[\"a\", \"b\"]'"
+                ) from None
+
+
 def _resolve_secrets(settings: Settings, path: Path | None) -> None:
     mqtt = settings.mqtt
     if mqtt.password is not None:
@@ -129,10 +151,13 @@ def load_config(explicit: Path | None = None) -> LoadedConfig:
     path = find_config(explicit)
     data = _read_toml(path) if path else {}
     _check_unknown_env(set(Settings.model_fields))
+    _check_env_json()
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, data, path)) from None
+    except SettingsError as exc:  # an environment value pydantic-settings could not even parse
+        raise ConfigError(f"environment: {exc}") from None
     _resolve_secrets(settings, path)
     return LoadedConfig(settings=settings, path=path)
 
