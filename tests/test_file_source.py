@@ -230,3 +230,48 @@ def test_recursive_glob(tmp_path):
     finally:
         ingest.stop()
     assert sorted(ingest.texts()) == ["appeared later", "deep", "top"]
+
+
+def test_copytruncate_copy_gives_back_the_lines_missed_before_the_truncation(ingest):
+    """Lines written after the last read and before copytruncate survive only in the copy."""
+    log = ingest.dir / "app.log"
+    append(log, "A", "B")
+    ingest.start()
+    ingest.wait_texts(2)
+    ingest.stop()
+    append(log, "C (only in the copy)")
+    (ingest.dir / "app.log.1").write_bytes(log.read_bytes())  # what logrotate copytruncate does
+    os.truncate(log, 0)
+    append(log, "D")
+    ingest.start()
+    ingest.wait_texts(4)
+    ingest.stop()
+    assert sorted(ingest.texts()) == ["A", "B", "C (only in the copy)", "D"]
+
+
+def test_a_file_created_and_rotated_while_stopped_is_still_read(ingest):
+    log = ingest.dir / "app.log"
+    append(log, "seen")
+    ingest.start()
+    ingest.wait_texts(1)
+    ingest.stop()
+    os.rename(log, ingest.dir / "app.log.2")
+    append(log, "never seen under its live name")
+    os.rename(log, ingest.dir / "app.log.1")
+    append(log, "live")
+    ingest.start()
+    ingest.wait_texts(3)
+    ingest.restart()  # already-read rotated files are recognised, not read again
+    ingest.stop()
+    assert sorted(ingest.texts()) == ["live", "never seen under its live name", "seen"]
+    assert {s for (s,) in ingest.query("SELECT DISTINCT source FROM records")} == {f"file:{log}"}
+
+
+def test_two_files_with_the_same_beginning_are_both_read(ingest):
+    banner = "=== controller firmware 4.2 boot banner ===\n" * 40  # longer than the fingerprint
+    (ingest.dir / "a.log").write_text(banner + "from a\n")
+    (ingest.dir / "b.log").write_text(banner + "from b\n")
+    ingest.start()
+    ingest.wait_texts(82)
+    ingest.stop()
+    assert ingest.texts().count("from a") == 1 and ingest.texts().count("from b") == 1

@@ -62,6 +62,11 @@ class LogsSettings(Section):
     )
     max_line_bytes: int = Field(65_536, ge=256, description="longer records are truncated and flagged")
     rescan_interval_s: float = Field(10.0, gt=0, description="safety-net rescan of the globs and files")
+    follow_rotated: bool = Field(
+        True,
+        description="also read rotated names of matched files (app.log.1, app.log-20261127), so files"
+        " rotated away while edged was down are not missed; compressed ones are ignored",
+    )
     rotate_wait_s: float = Field(5.0, ge=0, description="how long a rotated-away file is watched for late writes")
     read_chunk_bytes: int = Field(1 << 20, ge=4096, description="bytes read from a file at a time")
     machine_pattern: str = Field(

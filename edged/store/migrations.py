@@ -107,6 +107,7 @@ def create_ingest_tables(db: sqlite_utils.Database) -> None:
         not_null={"source", "path", "dev", "ino", "fp_len", "fp_hash", "offset", "state"},
     )
     db["file_positions"].create_index(["state"])
+    db["file_positions"].create_index(["source"])
     # Inputs that could not become records, kept with their reason so nothing vanishes silently.
     db.execute(
         """

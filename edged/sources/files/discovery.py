@@ -1,25 +1,68 @@
-"""Which files the configured globs name, and which directories to watch for them."""
+"""Which files the configured globs name, and which directories to watch for them.
+
+With ``follow_rotated`` each pattern also names its rotated copies (``app.log.1``,
+``app.log-20261127``): a file that was created and rotated away while edged was down is then still
+read. Each file is paired with its stream, the name it had before rotation, which is what its
+records' ``source`` says. Compressed rotations are not logs we can read and are left alone.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import stat
+from typing import NamedTuple
 
 _GLOB_CHARS = set("*?[")
+ROTATED_SUFFIXES = (".[0-9]*", "-[0-9]*")
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".z", ".Z")
 
 
-def expand(patterns: list[str]) -> list[str]:
-    """Absolute paths of the regular files matching any pattern ('**' recurses), sorted, unique."""
-    found: set[str] = set()
+class Found(NamedTuple):
+    path: str  # absolute path of the file now
+    stream: str  # the path it belongs to before rotation (== path for a live file)
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # vanished between glob and stat
+
+
+def stream_of(path: str, pattern: str) -> str:
+    """The live name of a rotated copy: the longest prefix (cut at '.' or '-') the pattern matches."""
+    directory, name = os.path.split(path)
+    last = os.path.basename(pattern)
+    for cut in range(len(name) - 1, 0, -1):
+        if name[cut] in ".-" and fnmatch.fnmatchcase(name[:cut], last):
+            return os.path.join(directory, name[:cut])
+    return path
+
+
+def expand(patterns: list[str], follow_rotated: bool = False) -> list[Found]:
+    """Regular files the patterns name ('**' recurses), with their streams; sorted, unique."""
+    found: dict[str, str] = {}
     for pattern in patterns:
-        for path in glob.glob(os.path.abspath(pattern), recursive=True):
-            try:
-                if stat.S_ISREG(os.stat(path).st_mode):
-                    found.add(path)
-            except OSError:
-                continue  # vanished between glob and stat
-    return sorted(found)
+        pattern = os.path.abspath(pattern)
+        for path in glob.glob(pattern, recursive=True):
+            if _regular(path):
+                found[path] = path
+        if not follow_rotated:
+            continue
+        for suffix in ROTATED_SUFFIXES:
+            for path in glob.glob(pattern + suffix, recursive=True):
+                if path not in found and not path.endswith(COMPRESSED) and _regular(path):
+                    found[path] = stream_of(path, pattern)
+    return [Found(path, stream) for path, stream in sorted(found.items())]
+
+
+def is_rotation_of(path: str, stream: str) -> bool:
+    """Whether ``path`` is ``stream`` or a rotated name of it in the same directory."""
+    directory, name = os.path.split(path)
+    s_dir, s_name = os.path.split(stream)
+    return directory == s_dir and (name == s_name or name.startswith((s_name + ".", s_name + "-")))
 
 
 def watch_root(pattern: str) -> tuple[str, bool]:

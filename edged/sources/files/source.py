@@ -22,7 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from edged.config.settings import LogsSettings
-from edged.sources.files.discovery import expand, find_inode, watch_root
+from edged.sources.files.discovery import expand, find_inode, is_rotation_of, watch_root
 from edged.sources.files.identity import Fingerprint, check_fingerprint, looks_binary, take_fingerprint
 from edged.sources.files.tailer import ACTIVE, DONE, DRAINING, SKIPPED, Tailer, new_file_key
 from edged.store.records import SAMPLE_BYTES, FilePosition, Rejected
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 IDLE_TICK_S = 0.2  # how often pending timeouts are checked while something waits
 END_ALIGN_BYTES = 65536  # how far back "start at end" looks for the last newline
+POSITION_COLUMNS = ", ".join(FilePosition._fields)
+_DEFER = object()
 
 
 class _WakeOnChange(FileSystemEventHandler):
@@ -58,6 +60,8 @@ class FileSource:
         self._tailers: dict[str, Tailer] = {}
         self._by_inode: dict[tuple[int, int], Tailer] = {}
         self._skipped: set[tuple[int, int]] = set()
+        # Files read to their end: inode -> (size, mtime) then, so a rescan does not reopen them.
+        self._finished: dict[tuple[int, int], tuple[int, int]] = {}
         self._watched: set[str] = set()
         self._observer: Observer | None = None
         self._wake = threading.Event()
@@ -133,10 +137,10 @@ class FileSource:
         self._tailers.clear()
         self._by_inode.clear()
         self._skipped.clear()
+        self._finished.clear()
         self.first_run = self.reader.execute("SELECT count(*) FROM file_positions").fetchone()[0] == 0
         rows = self.reader.execute(
-            "SELECT file_key, source, path, dev, ino, fp_len, fp_hash, offset, state, reason, first_seen, updated_at"
-            " FROM file_positions WHERE state IN (?, ?, ?)",
+            f"SELECT {POSITION_COLUMNS} FROM file_positions WHERE state IN (?, ?, ?)",
             (ACTIVE, DRAINING, SKIPPED),
         ).fetchall()
         for row in map(FilePosition._make, rows):
@@ -207,7 +211,7 @@ class FileSource:
 
     def _scan(self) -> None:
         at_end = self.first_run and self.settings.start_at == "end"
-        for path in expand(self.settings.paths):
+        for path, stream in expand(self.settings.paths, self.settings.follow_rotated):
             try:
                 st = os.stat(path)
             except OSError:
@@ -215,11 +219,13 @@ class FileSource:
             key = (st.st_dev, st.st_ino)
             known = self._by_inode.get(key)
             if known is not None:
-                known.path = path  # rotation may have renamed it to a name the globs also match
+                known.path = path  # rotation renamed it to a name the patterns also match
+                if known.state == ACTIVE and f"file:{path}" != known.source:
+                    known.state, known.reason = DRAINING, "rotated"
                 continue
-            if key in self._skipped or st.st_size == 0:
-                continue  # an empty file has nothing to fingerprint yet: wait for its first bytes
-            self._open_new(path, at_end)
+            if key in self._skipped or self._finished.get(key) == (st.st_size, st.st_mtime_ns) or st.st_size == 0:
+                continue  # not text, already read to its end, or nothing to fingerprint yet
+            self._open_new(path, stream, at_end)
         self.first_run = False
         for t in list(self._tailers.values()):
             if t.state == ACTIVE:
@@ -243,7 +249,7 @@ class FileSource:
             t.reason = "deleted"
         log.info("%s: %s; reading it to its end", t.source, t.reason)
 
-    def _open_new(self, path: str, at_end: bool) -> None:
+    def _open_new(self, path: str, stream: str, at_end: bool) -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -252,9 +258,30 @@ class FileSource:
             return
         st = os.fstat(fd)
         fingerprint = take_fingerprint(fd, st.st_size)
-        source = f"file:{path}"
+        source = f"file:{stream}"
         if looks_binary(fd):
             self._skip_binary(fd, path, source, st, fingerprint)
+            return
+        prior = self._prior_instance(fd, st, path)
+        if prior is _DEFER:
+            os.close(fd)
+            return
+        if isinstance(prior, FilePosition):
+            # A file read before: renamed while edged was down, or a copytruncate copy of it.
+            # It continues that instance, under its key, so overlapping lines keep their ids.
+            tailer = self._tailer(
+                fd=fd,
+                path=path,
+                source=prior.source,
+                dev=st.st_dev,
+                ino=st.st_ino,
+                fingerprint=fingerprint,
+                offset=prior.offset,
+                file_key=prior.file_key,
+                state=ACTIVE if prior.source == f"file:{path}" else DRAINING,
+                first_seen=prior.first_seen,
+            )
+            log.info("%s: continues %s at byte %d", path, prior.path, prior.offset)
             return
         offset = self._end_offset(fd, st.st_size) if at_end else 0
         tailer = self._tailer(
@@ -266,12 +293,41 @@ class FileSource:
             fingerprint=fingerprint,
             offset=offset,
             file_key=new_file_key(),
-            state=ACTIVE,
+            state=ACTIVE if stream == path else DRAINING,
             first_seen=time.time(),
         )
         if at_end:
             tailer.saved_offset = -1  # store the start position now, or a restart would skip ahead again
         log.info("%s: following from byte %d", path, offset)
+
+    def _prior_instance(self, fd: int, st: os.stat_result, path: str) -> FilePosition | object | None:
+        """The stored instance an unknown file continues, _DEFER for a copy still being made, or None.
+
+        Only rotated names of the same stream qualify, so two machines' logs that happen to begin
+        with the same bytes are never mistaken for each other.
+        """
+        for t in self._tailers.values():
+            if is_rotation_of(path, t.source.removeprefix("file:")) and check_fingerprint(fd, st.st_size, t.fingerprint):
+                # Same beginning as a file we are still reading: a copytruncate copy whose
+                # truncation we have not seen yet. Decide at the next scan.
+                return _DEFER
+        self._settle()  # the instances we just finished must be in the store before we look
+        directory, name = os.path.split(path)
+        streams = [f"file:{path}"] + [
+            f"file:{os.path.join(directory, name[:cut])}" for cut in range(len(name)) if name[cut] in ".-" and cut
+        ]
+        rows = self.reader.execute(
+            f"SELECT {POSITION_COLUMNS} FROM file_positions WHERE state = ? AND source IN"
+            f" ({', '.join('?' * len(streams))}) ORDER BY updated_at DESC",
+            (DONE, *streams),
+        ).fetchall()
+        for row in map(FilePosition._make, rows):
+            same_inode = (row.dev, row.ino) == (st.st_dev, st.st_ino)
+            if (same_inode or row.reason == "truncated") and check_fingerprint(
+                fd, st.st_size, Fingerprint(row.fp_len, row.fp_hash)
+            ):
+                return row
+        return None
 
     def _skip_binary(self, fd: int, path: str, source: str, st: os.stat_result, fp: Fingerprint) -> None:
         sample = os.pread(fd, SAMPLE_BYTES, 0)
@@ -365,6 +421,9 @@ class FileSource:
         return records
 
     def _forget(self, t: Tailer, close: bool = True) -> None:
+        if t.state == DONE and close:
+            st = os.fstat(t.fd)
+            self._finished[(t.dev, t.ino)] = (st.st_size, st.st_mtime_ns)
         self._tailers.pop(t.file_key, None)
         if self._by_inode.get((t.dev, t.ino)) is t:
             del self._by_inode[(t.dev, t.ino)]
@@ -386,6 +445,12 @@ class FileSource:
         self.records_read += len(records)
         # Blocks while the writer is behind: the backpressure that keeps memory bounded.
         self._inflight.append(self.writer.submit(batch))
+
+    def _settle(self) -> None:
+        """Hand over pending state and wait until the writer has committed all our batches."""
+        self._submit([])
+        for future in list(self._inflight):
+            future.exception()  # waits; a failure is handled by the next _check_inflight
 
     def _check_inflight(self) -> None:
         """A batch that failed to commit means our positions are ahead of the store: start over from it."""
