@@ -137,7 +137,11 @@ class NetworkLoop:
         keepalive: int,
         backoff: ExponentialBackoff,
         log: logging.Logger,
+        read_paused: Callable[[], bool] | None = None,
     ) -> None:
+        """``read_paused``: while it returns True no packets are read, so TCP flow control holds the
+        broker back; call ``wake()`` when it may have changed. Reading paused for longer than the
+        keepalive ends the connection (no PINGRESP is read), which is safe: unacked messages return."""
         self.client = client
         self.address = address
         self.keepalive = keepalive
@@ -145,6 +149,7 @@ class NetworkLoop:
         self.log = log
         self.generation = 0
         self.connect_failures = 0
+        self.read_paused = read_paused
         self._stop = threading.Event()
         self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -159,6 +164,10 @@ class NetworkLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake()
+
+    def wake(self) -> None:
+        """Make the network thread look again (at its tasks and at ``read_paused``)."""
         self._wake()
 
     @property
@@ -211,16 +220,18 @@ class NetworkLoop:
             if self._stop.is_set():
                 return accepted
             accepted = accepted or client.is_connected()
+            paused = self.read_paused is not None and self.read_paused()
             # Decrypted bytes can wait inside the SSL object where select() cannot see them.
-            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) and not paused else 0
+            rlist = [self._wake_r] if paused else [sock, self._wake_r]
             wlist = [sock] if client.want_write() else []
             try:
-                readable, _, _ = select.select([sock, self._wake_r], wlist, [], 0 if pending else POLL_S)
+                readable, _, _ = select.select(rlist, wlist, [], 0 if pending else POLL_S)
             except (OSError, ValueError):
-                readable = [sock]  # closed under us; loop_read reports it
+                readable = [] if paused else [sock]  # closed under us; loop_read reports it
             if self._wake_r in readable:
                 self._drain_wake()
-            if sock in readable or pending:
+            if not paused and (sock in readable or pending):
                 if self._check(client.loop_read(), "read"):
                     break
             if client.want_write() and self._check(client.loop_write(), "write"):
