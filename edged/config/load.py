@@ -67,8 +67,9 @@ def _origin(loc: tuple[Any, ...], data: dict[str, Any], path: Path | None) -> st
     keys = [part for part in loc if isinstance(part, str)]
     for depth in range(len(keys), 0, -1):
         name = _env_name(tuple(keys[:depth]))
-        if any(k.upper() == name for k in os.environ):
-            return f"environment variable {name}"
+        for var in os.environ:
+            if var.upper() == name or var.upper().startswith(name + "__"):
+                return f"environment variable {var}"
     node: Any = data
     for key in keys:
         if not isinstance(node, dict) or key not in node:
@@ -111,7 +112,7 @@ def _check_env_json() -> None:
     """List values in the environment must be JSON; say so plainly instead of a parser traceback."""
     for section_name, section_field in Settings.model_fields.items():
         section_model = section_field.annotation
-        for key, field in section_model.model_fields.items():
+        for key, field in getattr(section_model, "model_fields", {}).items():
             if getattr(field.annotation, "__origin__", None) is not list:
                 continue
             name = _env_name((section_name, key))

@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edged.backends import BackendConfig
+from edged.backends.llama_cpp import LlamaCppConfig
+
 
 def state_dir() -> Path:
     """Where state lives: systemd's StateDirectory when run as a service, else ./var."""
@@ -132,6 +135,57 @@ class MqttSettings(Section):
         return value
 
 
+class ModelSettings(Section):
+    name: str = Field("smollm2-135m-instruct", description="a model from the manifest (edged model list)")
+    path: Path | None = Field(None, description="a GGUF file to use instead of a manifest model")
+    dir: Path = Field(Path("models"), description="where manifest models are stored (make model puts them here)")
+    trust_unverified: bool = Field(
+        False, description="use a model file whose sha256 does not match the manifest (or has no manifest entry)"
+    )
+
+
+DEFAULT_LABELS = ["normal", "warning", "fault", "safety", "security"]
+DEFAULT_EXTRACT_FIELDS = {
+    "machine": "string",
+    "component": "string",
+    "error_code": "string",
+    "value": "number",
+    "unit": "string",
+    "event_time": "string",
+}
+
+
+class AnalysisSettings(Section):
+    enabled: bool = Field(True, description="analyze ingested records with the model")
+    labels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LABELS), min_length=2, description="the classification taxonomy"
+    )
+    extract_fields: dict[str, Literal["string", "number", "integer"]] = Field(
+        default_factory=lambda: dict(DEFAULT_EXTRACT_FIELDS),
+        description="fields extracted from each record, with their JSON type",
+    )
+    max_string_chars: int = Field(
+        48, ge=8, le=512, description="longest extracted string; small models loop on unbounded strings"
+    )
+    summary_max_chars: int = Field(240, ge=40, le=2000, description="longest summary")
+    confidence_threshold: float = Field(
+        0.5, ge=0, le=1, description="results less confident than this are flagged for review"
+    )
+    max_attempts: int = Field(3, ge=1, description="model failures before a record is parked with its error")
+    lease_s: float = Field(120.0, gt=0, description="a claimed record returns to the queue after this")
+    batch_size: int = Field(16, ge=1, description="records claimed at a time")
+    digest_interval_s: float = Field(
+        3600.0, ge=0, description="summarize each source's recent log lines this often; 0 = never"
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value) or not all(v.strip() for v in value):
+            raise ValueError("labels must be unique and non-empty")
+        return value
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
@@ -149,6 +203,9 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    backend: BackendConfig = Field(default_factory=LlamaCppConfig)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

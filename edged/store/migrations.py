@@ -124,3 +124,71 @@ def create_ingest_tables(db: sqlite_utils.Database) -> None:
         """
     )
     db["counters"].create({"name": str, "value": int}, pk="name", not_null={"value"})
+
+
+@migration(2)
+def create_analysis_tables(db: sqlite_utils.Database) -> None:
+    # One result per record: what the model (or a cache standing in for it) said about it.
+    db.execute(
+        """
+        CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            record_id TEXT NOT NULL UNIQUE REFERENCES records (record_id),
+            template_id INTEGER,
+            label TEXT,
+            severity INTEGER,
+            confidence REAL,
+            fields TEXT,
+            summary TEXT,
+            needs_review INTEGER NOT NULL DEFAULT 0,
+            path TEXT NOT NULL,
+            model TEXT,
+            model_sha256 TEXT,
+            backend TEXT,
+            prompt_version TEXT,
+            model_calls INTEGER NOT NULL DEFAULT 0,
+            latency_ms REAL,
+            analyzed_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX results_label ON results (label, severity)")
+    # Log templates mined by Drain; the classification of a template is made once and reused.
+    db.execute(
+        """
+        CREATE TABLE templates (
+            template_id INTEGER PRIMARY KEY,
+            template TEXT NOT NULL,
+            lines INTEGER NOT NULL DEFAULT 0,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL
+        )
+        """
+    )
+    # Reusable model outputs: per template (classify, extract) and per exact text.
+    db.execute(
+        """
+        CREATE TABLE analysis_cache (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """
+    )
+    # The Drain miner's state, saved in the same transaction as the results that use its ids.
+    db.execute("CREATE TABLE miner_state (name TEXT PRIMARY KEY, state BLOB NOT NULL, saved_at REAL NOT NULL)")
+    # Periodic summaries of each source's recent log lines.
+    db.execute(
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            window_start REAL NOT NULL,
+            window_end REAL NOT NULL,
+            records INTEGER NOT NULL,
+            summary TEXT NOT NULL,
+            model TEXT,
+            created_at REAL NOT NULL
+        )
+        """
+    )

@@ -1,0 +1,141 @@
+"""The analyzer worker: claims inbox records, runs the pipeline, stores results, completes records.
+
+One thread. Claims and results go through the store writer (the only writer); results, the
+records' new status, new cache entries, template counts and the miner state are committed in one
+transaction, so a crash at any point leaves either all of it or none (the lease then expires and
+the records are analyzed again, which gives the same results).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import sqlite_utils
+
+from edged.analysis.pipeline import BatchOutcome, Pipeline, ResultCache
+from edged.analysis.templates import TemplateStore
+from edged.backends.base import Backend
+from edged.config.settings import AnalysisSettings
+from edged.store import inbox
+from edged.store.records import ADD_COUNTER
+from edged.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_MAX_S = 1.0
+
+
+def load_cache_entry(reader: sqlite_utils.Database, key: str) -> dict[str, Any] | None:
+    row = reader.execute("SELECT value FROM analysis_cache WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def store_outcome(db: sqlite_utils.Database, outcome: BatchOutcome, max_attempts: int) -> int:
+    """Everything one batch produced, in the writer's transaction. Returns how many were parked."""
+    now = time.time()
+    inbox.complete(db, outcome.results)
+    parked = inbox.fail(db, outcome.failures, max_attempts)
+    if outcome.cache_entries:
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO analysis_cache (key, value, created_at) VALUES (?, ?, ?)",
+            [(k, json.dumps(v, ensure_ascii=False), now) for k, v in outcome.cache_entries.items()],
+        )
+    if outcome.templates:
+        db.conn.executemany(
+            "INSERT INTO templates (template_id, template, lines, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(template_id) DO UPDATE SET template = excluded.template,"
+            " lines = lines + excluded.lines, last_seen = excluded.last_seen",
+            [(tid, template, n, now, now) for tid, (template, n) in outcome.templates.items()],
+        )
+    if outcome.miner_state is not None:
+        TemplateStore.save(db, outcome.miner_state)
+    counters = {
+        "analysis.model_calls": outcome.model_calls,
+        "analysis.cache_hits.template": outcome.cache_hits["template"],
+        "analysis.cache_hits.exact": outcome.cache_hits["exact"],
+        "analysis.results": len(outcome.results),
+        "analysis.failures": len(outcome.failures),
+        "analysis.parked": parked,
+    }
+    db.conn.executemany(ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
+    return parked
+
+
+class Analyzer:
+    name = "analyzer"
+
+    def __init__(
+        self, settings: AnalysisSettings, backend: Backend, writer: StoreWriter, reader: sqlite_utils.Database
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.writer = writer
+        self.reader = reader
+        self.owner = f"{os.uname().nodename}:{os.getpid()}"
+        self.pipeline = Pipeline(
+            settings, backend, TemplateStore.load(reader), ResultCache(lambda key: load_cache_entry(reader, key))
+        )
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="analyzer", daemon=True)
+        # For health checks: when the current batch started (None while idle).
+        self.busy_since: float | None = None
+        self.analyzed = 0
+        self.model_calls = 0
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current batch (its results are stored), then stop."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """New records arrived: look now rather than at the next idle poll."""
+        self._wake.set()
+
+    def run_once(self) -> int:
+        """Claim, analyze and store one batch; returns how many records it held."""
+        s = self.settings
+        claimed = self.writer.call(
+            lambda db: inbox.claim_batch(
+                db, owner=self.owner, limit=s.batch_size, lease_s=s.lease_s, max_attempts=s.max_attempts
+            )
+        ).result()
+        if not claimed:
+            return 0
+        self.busy_since = time.monotonic()
+        try:
+            outcome = self.pipeline.analyze(claimed)
+            self.writer.call(lambda db: store_outcome(db, outcome, s.max_attempts)).result()
+        finally:
+            self.busy_since = None
+        self.analyzed += len(outcome.results)
+        self.model_calls += outcome.model_calls
+        return len(claimed)
+
+    def _run(self) -> None:
+        idle = 0.05
+        try:
+            while not self._stop.is_set():
+                if self.run_once():
+                    idle = 0.05
+                    continue
+                self._wake.wait(idle)
+                self._wake.clear()
+                idle = min(idle * 2, IDLE_WAIT_MAX_S)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("analyzer stopped by an error")
+            raise

@@ -1,0 +1,271 @@
+"""Deciding, for a batch of claimed records, what the model must be asked and what caches answer.
+
+- Log lines are mined into templates. A template is classified and extracted once (on its first
+  line); every later line of it reuses the classification, and takes the extracted values that came
+  from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
+- Incident reports always go to the model: classify, extract and summarize.
+- Calls are grouped by task (all classifications, then all extractions, then summaries), so
+  consecutive calls share their task's system prompt and llama.cpp reuses its KV cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edged.analysis.tasks import (
+    CLASSIFY,
+    EXTRACT,
+    PROMPT_VERSION,
+    SUMMARIZE,
+    InvalidAnswer,
+    TaskSpec,
+    build_specs,
+    label_confidence,
+    parse_answer,
+    request_for,
+)
+from edged.analysis.templates import Mined, TemplateStore
+from edged.backends.base import Backend, BackendError
+from edged.config.settings import AnalysisSettings
+from edged.store.inbox import Claimed, ResultRow
+
+log = logging.getLogger(__name__)
+
+
+def _text_key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+@dataclass
+class _Work:
+    record: Claimed
+    mined: Mined | None = None
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    confidence: float | None = None
+    path: str = "model"
+    calls: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    param_map: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class BatchOutcome:
+    results: list[ResultRow]
+    failures: list[tuple[str, str]]  # (record_id, error)
+    cache_entries: dict[str, dict[str, Any]]  # new cache rows to store
+    templates: dict[int, tuple[str, int]]  # template_id -> (template, lines seen in this batch)
+    miner_state: bytes | None
+    model_calls: int
+    cache_hits: dict[str, int]
+
+
+class ResultCache:
+    """Template and exact-text results: memory in front of the analysis_cache table."""
+
+    def __init__(self, load: Any) -> None:
+        self._load = load  # callable(key) -> dict | None, reading the store
+        self._memory: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if key not in self._memory:
+            value = self._load(key)
+            if value is None:
+                return None
+            self._memory[key] = value
+        return self._memory[key]
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._memory[key] = value
+
+
+class Pipeline:
+    def __init__(self, settings: AnalysisSettings, backend: Backend, templates: TemplateStore, cache: ResultCache):
+        self.settings = settings
+        self.backend = backend
+        self.templates = templates
+        self.cache = cache
+        self.specs: dict[str, TaskSpec] = build_specs(settings)
+        model_id = f"{backend.name}:{backend.model_name}:{backend.model_sha256 or ''}"
+        self._cache_scope = hashlib.blake2b(f"{model_id}:{PROMPT_VERSION}".encode(), digest_size=6).hexdigest()
+
+    # -- cache keys: a cached answer belongs to one model and one prompt version ---------------
+    def _template_key(self, template_id: int) -> str:
+        return f"tpl:{self._cache_scope}:{template_id}"
+
+    def _exact_key(self, text: str) -> str:
+        return f"txt:{self._cache_scope}:{_text_key(text)}"
+
+    # -- the batch -------------------------------------------------------------------------------
+    def analyze(self, records: list[Claimed]) -> BatchOutcome:
+        works = [_Work(r) for r in records]
+        new_cache: dict[str, dict[str, Any]] = {}
+        templates: dict[int, tuple[str, int]] = {}
+        hits = {"exact": 0, "template": 0}
+        model_calls = 0
+        # 1. Caches and templates decide who needs the model, and for which tasks.
+        needs: dict[str, list[_Work]] = {CLASSIFY: [], EXTRACT: [], SUMMARIZE: []}
+        first_of_template: dict[int, _Work] = {}
+        for w in works:
+            if w.record.kind == "incident":
+                for task in (CLASSIFY, EXTRACT, SUMMARIZE):
+                    needs[task].append(w)
+                continue
+            w.mined = self.templates.mine(w.record.text)
+            tid = w.mined.template_id
+            _, lines = templates.get(tid, ("", 0))
+            templates[tid] = (w.mined.template, lines + 1)
+            exact = self.cache.get(self._exact_key(w.record.text))
+            if exact is not None:
+                w.answers, w.confidence, w.path = exact["answers"], exact.get("confidence"), "exact_cache"
+                hits["exact"] += 1
+                continue
+            cached = self.cache.get(self._template_key(tid))
+            if cached is not None:
+                self._from_template(w, cached)
+                hits["template"] += 1
+            elif tid in first_of_template:
+                w.path = "template_cache"  # a second line of a template new in this batch: filled below
+                hits["template"] += 1
+            else:
+                first_of_template[tid] = w
+                needs[CLASSIFY].append(w)
+                needs[EXTRACT].append(w)
+        # 2. The model, one task at a time.
+        for task in (CLASSIFY, EXTRACT, SUMMARIZE):
+            for w in needs[task]:
+                if w.error is None:
+                    model_calls += self._ask(w, task)
+        # 3. New templates' answers serve their later lines in the batch, and the cache.
+        for tid, w in first_of_template.items():
+            if w.error is not None:
+                continue
+            entry = {
+                "answers": w.answers,
+                "confidence": w.confidence,
+                "params": w.mined.params if w.mined else [],
+                "param_map": _param_map(w.answers.get(EXTRACT, {}), w.mined.params if w.mined else []),
+            }
+            new_cache[self._template_key(tid)] = entry
+            self.cache.put(self._template_key(tid), entry)
+        for w in works:
+            if w.path == "template_cache" and not w.answers and w.mined is not None:
+                first = first_of_template[w.mined.template_id]
+                if first.error is not None:
+                    w.error = first.error
+                else:
+                    self._from_template(w, new_cache[self._template_key(w.mined.template_id)])
+            if w.path == "model" and w.record.kind == "log" and w.error is None:
+                key = self._exact_key(w.record.text)
+                entry = {"answers": w.answers, "confidence": w.confidence}
+                new_cache[key] = entry
+                self.cache.put(key, entry)
+        results, failures = [], []
+        for w in works:
+            if w.error is not None:
+                failures.append((w.record.record_id, w.error))
+            else:
+                results.append(self._result(w))
+        return BatchOutcome(
+            results=results,
+            failures=failures,
+            cache_entries=new_cache,
+            templates=templates,
+            miner_state=self.templates.state_if_changed(),
+            model_calls=model_calls,
+            cache_hits=hits,
+        )
+
+    def _ask(self, w: _Work, task: str) -> int:
+        spec = self.specs[task]
+        request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind)
+        started = time.perf_counter()
+        try:
+            completion = self.backend.complete(request)
+            answer = parse_answer(spec, completion)
+        except (BackendError, InvalidAnswer) as exc:
+            w.error = f"{task}: {exc}"
+            log.warning("record %s: %s", w.record.record_id, w.error)
+            return 1
+        except Exception as exc:  # a backend bug must cost one record an attempt, not the worker
+            w.error = f"{task}: internal error: {exc!r}"
+            log.exception("record %s: backend raised", w.record.record_id)
+            return 1
+        finally:
+            w.latency_s += time.perf_counter() - started
+        w.answers[task] = answer
+        w.calls += 1
+        if task == CLASSIFY:
+            w.confidence = label_confidence(completion, answer["label"], self.settings.labels)
+        return 1
+
+    def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:
+        """Reuse a template's answers; per-line values come from this line's own parameters."""
+        answers = dict(entry["answers"])
+        params = w.mined.params if w.mined else []
+        param_map = entry.get("param_map") or {}
+        if EXTRACT in answers and param_map and len(params) == len(entry.get("params", [])):
+            fields = dict(answers[EXTRACT])
+            for name, index in param_map.items():
+                fields[name] = _as_type(params[index], fields[name])
+            answers[EXTRACT] = fields
+        w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
+
+    def _result(self, w: _Work) -> ResultRow:
+        classify = w.answers.get(CLASSIFY, {})
+        confidence = w.confidence
+        threshold = self.settings.confidence_threshold
+        return ResultRow(
+            record_id=w.record.record_id,
+            template_id=w.mined.template_id if w.mined else None,
+            label=classify.get("label"),
+            severity=classify.get("severity"),
+            confidence=confidence,
+            fields=w.answers.get(EXTRACT),
+            summary=w.answers.get(SUMMARIZE, {}).get("summary"),
+            needs_review=confidence is None or confidence < threshold,
+            path=w.path,
+            model=self.backend.model_name,
+            model_sha256=self.backend.model_sha256,
+            backend=self.backend.name,
+            prompt_version=PROMPT_VERSION,
+            model_calls=w.calls,
+            latency_ms=round(w.latency_s * 1000, 2) if w.calls else None,
+        )
+
+
+def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:
+    """Which extracted fields are one of the line's variable parts (by position)."""
+    mapping = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        for i, param in enumerate(params):
+            if str(value) == param or _same_number(value, param):
+                mapping[name] = i
+                break
+    return mapping
+
+
+def _same_number(value: Any, param: str) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return float(param) == float(value)
+    except ValueError:
+        return False
+
+
+def _as_type(param: str, like: Any) -> Any:
+    """A parameter as the type the template's value had (numbers stay numbers)."""
+    if isinstance(like, bool) or not isinstance(like, (int, float)):
+        return param
+    try:
+        number = float(param)
+    except ValueError:
+        return param
+    return int(number) if isinstance(like, int) and number.is_integer() else number

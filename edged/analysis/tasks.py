@@ -1,0 +1,200 @@
+"""The three tasks: their JSON schemas, their prompts, and reading their answers.
+
+The system prompt of each task is built once from the settings and never changes while edged runs:
+llama.cpp reuses the KV cache of a prefix shared by consecutive calls, so everything variable goes
+into the user message, after the shared part. Bump PROMPT_VERSION when a prompt changes: cached
+results are keyed by it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from edged.backends.base import Completion, CompletionRequest
+from edged.config.settings import AnalysisSettings
+
+PROMPT_VERSION = "1"
+CLASSIFY, EXTRACT, SUMMARIZE = "classify", "extract", "summarize"
+TASKS = (CLASSIFY, EXTRACT, SUMMARIZE)
+MAX_INPUT_CHARS = 2000  # what of a record the model sees; a 135M model gains nothing from more
+
+_JSON_TYPES = {"string": "string", "number": "number", "integer": "integer"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    system: str
+    schema: dict[str, Any]
+    max_tokens: int
+
+
+def classify_spec(s: AnalysisSettings) -> TaskSpec:
+    labels = ", ".join(s.labels)
+    system = (
+        "You label log lines and incident reports from industrial machines (PLCs, CNC machines, robots, "
+        f"gateways). Choose one label from: {labels}. "
+        "Severity: 0 = routine, 1 = notice, 2 = minor, 3 = needs attention, 4 = stops production, 5 = danger to people. "
+        "Answer only with JSON."
+    )
+    schema = {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string", "enum": list(s.labels)},
+            "severity": {"type": "integer", "minimum": 0, "maximum": 5},
+        },
+        "required": ["label", "severity"],
+        "additionalProperties": False,
+    }
+    return TaskSpec(CLASSIFY, system, schema, max_tokens=32)
+
+
+def extract_spec(s: AnalysisSettings) -> TaskSpec:
+    names = ", ".join(s.extract_fields)
+    system = (
+        "You extract fields from log lines and incident reports of industrial machines. "
+        f"Fields: {names}. Copy values from the text; use null when a field is not in the text. "
+        "Answer only with JSON."
+    )
+    properties: dict[str, Any] = {}
+    for name, kind in s.extract_fields.items():
+        prop: dict[str, Any] = {"type": [_JSON_TYPES[kind], "null"]}
+        if kind == "string":
+            prop["maxLength"] = s.max_string_chars  # unbounded strings make small models loop
+        properties[name] = prop
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(s.extract_fields),
+        "additionalProperties": False,
+    }
+    return TaskSpec(EXTRACT, system, schema, max_tokens=24 + 20 * len(properties))
+
+
+def summarize_spec(s: AnalysisSettings) -> TaskSpec:
+    system = (
+        "You summarize incident reports and machine logs for a technician on the shop floor: "
+        "what happened, where, and what to check, in one or two short sentences. Answer only with JSON."
+    )
+    schema = {
+        "type": "object",
+        "properties": {"summary": {"type": "string", "maxLength": s.summary_max_chars}},
+        "required": ["summary"],
+        "additionalProperties": False,
+    }
+    return TaskSpec(SUMMARIZE, system, schema, max_tokens=s.summary_max_chars // 2 + 16)
+
+
+def build_specs(s: AnalysisSettings) -> dict[str, TaskSpec]:
+    return {CLASSIFY: classify_spec(s), EXTRACT: extract_spec(s), SUMMARIZE: summarize_spec(s)}
+
+
+def request_for(spec: TaskSpec, text: str, *, machine: str | None = None, kind: str = "log") -> CompletionRequest:
+    head = "Incident report" if kind == "incident" else "Log line"
+    where = f" from machine {machine}" if machine else ""
+    return CompletionRequest(
+        system=spec.system,
+        user=f"{head}{where}:\n{text[:MAX_INPUT_CHARS]}",
+        schema=spec.schema,
+        max_tokens=spec.max_tokens,
+    )
+
+
+class InvalidAnswer(ValueError):
+    """The model's text did not parse or does not fit the schema (a backend contract breach)."""
+
+
+def parse_answer(spec: TaskSpec, completion: Completion) -> dict[str, Any]:
+    try:
+        doc = json.loads(completion.text)
+    except ValueError as exc:
+        raise InvalidAnswer(f"{spec.name}: not JSON: {exc}: {completion.text[:200]!r}") from None
+    if not isinstance(doc, dict):
+        raise InvalidAnswer(f"{spec.name}: not a JSON object: {completion.text[:200]!r}")
+    problems = schema_problems(spec.schema, doc)
+    if problems:
+        raise InvalidAnswer(f"{spec.name}: {'; '.join(problems)}")
+    return doc
+
+
+def schema_problems(schema: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """Checks the subset of JSON Schema the tasks use: required, enum, type, bounds, maxLength."""
+    problems = [f"missing {k}" for k in schema.get("required", []) if k not in doc]
+    props = schema.get("properties", {})
+    if schema.get("additionalProperties") is False:
+        problems += [f"unexpected {k}" for k in doc if k not in props]
+    for key, prop in props.items():
+        if key not in doc:
+            continue
+        value = doc[key]
+        types = prop.get("type")
+        types = [types] if isinstance(types, str) else (types or [])
+        if types and not any(_is_type(value, t) for t in types):
+            problems.append(f"{key}: {value!r} is not {'/'.join(types)}")
+            continue
+        if "enum" in prop and value not in prop["enum"]:
+            problems.append(f"{key}: {value!r} is not one of {prop['enum']}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "minimum" in prop and value < prop["minimum"] or "maximum" in prop and value > prop["maximum"]:
+                problems.append(f"{key}: {value} is out of range")
+        if isinstance(value, str) and len(value) > prop.get("maxLength", math.inf):
+            problems.append(f"{key}: longer than {prop['maxLength']}")
+    return problems
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "null":
+        return value is None
+    if name == "string":
+        return isinstance(value, str)
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name == "boolean":
+        return isinstance(value, bool)
+    return True
+
+
+def label_confidence(completion: Completion, label: str, labels: list[str]) -> float | None:
+    """How sure the model was of ``label``, from the token probabilities where the label starts.
+
+    The raw distribution at that position also holds tokens the grammar forbids, so it is
+    renormalised over the taxonomy: each label gets the probability of the most likely alternative
+    token that begins it, and the chosen label's share of their sum is its confidence. Without
+    token probabilities (a backend that cannot give them) there is no confidence: None.
+    """
+    if not completion.tokens:
+        return None
+    needle = f'"{label}"'
+    start = completion.text.find(needle)
+    if start < 0:
+        return None
+    start += 1  # the first character of the label itself
+    pos = 0
+    for token in completion.tokens:
+        end = pos + len(token.text)
+        if end > start:
+            break
+        pos = end
+    else:
+        return None
+    # The token may begin with the opening quote (or a space): what follows must start the label.
+    offset = start - pos
+    alternatives = dict(token.top_logprobs) or {token.text: token.logprob}
+    alternatives.setdefault(token.text, token.logprob)
+    scores: dict[str, float] = {}
+    for alt, logprob in alternatives.items():
+        piece = alt[offset:] if alt[:offset].strip(' "') == "" else ""
+        if not piece:
+            continue
+        for candidate in labels:
+            if candidate.startswith(piece) or piece.startswith(candidate):
+                scores[candidate] = max(scores.get(candidate, 0.0), math.exp(logprob))
+    total = sum(scores.values())
+    if total <= 0 or label not in scores:
+        return None
+    return round(scores[label] / total, 4)

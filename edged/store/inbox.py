@@ -1,0 +1,128 @@
+"""Work on the inbox: claiming records with a lease, completing them with their results, failing them.
+
+All functions take the write connection and run inside the writer's transaction (``writer.call``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlite_utils
+
+CLAIM_COLUMNS = ("id", "record_id", "source", "machine", "kind", "text", "flags", "attempts", "received_at", "priority")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    record_id: str
+    source: str
+    machine: str | None
+    kind: str
+    text: str
+    flags: str
+    attempts: int  # including this claim
+    received_at: float
+    priority: int
+
+
+@dataclass
+class ResultRow:
+    record_id: str
+    template_id: int | None
+    label: str | None
+    severity: int | None
+    confidence: float | None
+    fields: dict[str, Any] | None
+    summary: str | None
+    needs_review: bool
+    path: str  # model | template_cache | exact_cache
+    model: str | None
+    model_sha256: str | None
+    backend: str | None
+    prompt_version: str
+    model_calls: int
+    latency_ms: float | None
+    analyzed_at: float = field(default_factory=time.time)
+
+    def as_tuple(self) -> tuple:
+        return (
+            self.record_id,
+            self.template_id,
+            self.label,
+            self.severity,
+            self.confidence,
+            None if self.fields is None else json.dumps(self.fields, ensure_ascii=False),
+            self.summary,
+            int(self.needs_review),
+            self.path,
+            self.model,
+            self.model_sha256,
+            self.backend,
+            self.prompt_version,
+            self.model_calls,
+            self.latency_ms,
+            self.analyzed_at,
+        )
+
+
+INSERT_RESULT = (
+    "INSERT OR REPLACE INTO results (record_id, template_id, label, severity, confidence, fields, summary,"
+    " needs_review, path, model, model_sha256, backend, prompt_version, model_calls, latency_ms, analyzed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def claim_batch(db: sqlite_utils.Database, *, owner: str, limit: int, lease_s: float, max_attempts: int) -> list[Claimed]:
+    """Lease up to ``limit`` records: incident reports first, then alert-looking lines, then the rest.
+
+    A record whose lease ran out ``max_attempts`` times (the daemon died on it each time) is parked
+    instead of being handed out again: crash-only, never retried forever.
+    """
+    now = time.time()
+    db.execute(
+        "UPDATE records SET status = 'parked', lease_owner = NULL, lease_until = NULL,"
+        " error = coalesce(error, 'analysis did not finish') || ' (lease expired ' || attempts || ' times)'"
+        " WHERE status = 'leased' AND lease_until < ? AND attempts >= ?",
+        (now, max_attempts),
+    )
+    rows = db.execute(
+        "UPDATE records SET status = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1"
+        " WHERE id IN (SELECT id FROM records WHERE status IN ('pending', 'leased')"
+        "   AND (status = 'pending' OR lease_until < ?) ORDER BY priority DESC, id LIMIT ?)"
+        f" RETURNING {', '.join(CLAIM_COLUMNS)}",
+        (owner, now + lease_s, now, limit),
+    ).fetchall()
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: (-c.priority, c.id))
+    return claimed
+
+
+def complete(db: sqlite_utils.Database, results: list[ResultRow]) -> None:
+    if not results:
+        return
+    db.conn.executemany(INSERT_RESULT, [r.as_tuple() for r in results])
+    db.conn.executemany(
+        "UPDATE records SET status = 'done', lease_owner = NULL, lease_until = NULL, error = NULL"
+        " WHERE record_id = ?",
+        [(r.record_id,) for r in results],
+    )
+
+
+def fail(db: sqlite_utils.Database, failures: list[tuple[str, str]], max_attempts: int) -> int:
+    """Return failed records to the queue, or park them after ``max_attempts``. Returns how many parked."""
+    if not failures:
+        return 0
+    db.conn.executemany(
+        "UPDATE records SET status = CASE WHEN attempts >= ? THEN 'parked' ELSE 'pending' END,"
+        " error = ?, lease_owner = NULL, lease_until = NULL WHERE record_id = ?",
+        [(max_attempts, error[:2000], record_id) for record_id, error in failures],
+    )
+    marks = ",".join("?" * len(failures))
+    return db.execute(
+        f"SELECT count(*) FROM records WHERE status = 'parked' AND record_id IN ({marks})",
+        [record_id for record_id, _ in failures],
+    ).fetchone()[0]

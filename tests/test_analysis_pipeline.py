@@ -1,0 +1,140 @@
+"""Pipeline logic with the scripted backend (fake): which records reach the model, what is reused.
+
+These tests prove the routing and bookkeeping, not inference; the real model is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from edged.analysis.analyzer import Analyzer
+from edged.analysis.tasks import CLASSIFY, EXTRACT, SUMMARIZE
+from edged.backends.base import BackendError
+from edged.backends.fake import FakeBackend
+from edged.config.settings import AnalysisSettings
+from edged.store.database import connect, open_database
+from edged.store.writer import StoreWriter, WriteBatch
+from edged.submit import incident_record
+from edged.store.records import NewRecord
+
+
+def scripted(request):
+    """Answers like a model would: the label depends on the text; values copied from it."""
+    text = request.user
+    if "label" in request.schema["properties"]:
+        return {"label": "fault" if "ERROR" in text else "normal", "severity": 3 if "ERROR" in text else 0}
+    if "summary" in request.schema["properties"]:
+        return {"summary": "spindle overheated"}
+    fields = {k: None for k in request.schema["properties"]}
+    if "overtemp" in text:
+        words = text.split()
+        fields["component"] = "spindle " + words[words.index("spindle") + 1]
+        fields["value"] = float(words[-1].rstrip("C"))
+        fields["unit"] = "C"
+    return fields
+
+
+@pytest.fixture
+def env(tmp_path):
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    backend = FakeBackend(answer=scripted)
+    settings = AnalysisSettings(batch_size=50)
+    analyzer = Analyzer(settings, backend, writer, connect(path))
+    yield writer, backend, analyzer, path
+    writer.stop()
+
+
+def put(writer, *texts, kind="log"):
+    records = [
+        NewRecord(f"t:{kind}:{i}:{t}", "test", "cnc-1", kind, t, "", None, 0.0, 10 if kind == "incident" else 0)
+        for i, t in enumerate(texts)
+    ]
+    writer.submit(WriteBatch(records=records)).result()
+
+
+def rows(path, sql):
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_template_is_asked_once_and_line_values_come_from_its_parameters(env):
+    writer, backend, analyzer, path = env
+    put(writer, *[f"2026-11-27 10:00:0{i} ERROR spindle {i} overtemp {80 + i}C" for i in range(5)])
+    assert analyzer.run_once() == 5
+    tasks = [r.schema["properties"].keys() for r in backend.calls]
+    assert len(backend.calls) == 2  # one classify + one extract for the one template
+    results = rows(path, "SELECT label, path, fields FROM results ORDER BY id")
+    assert [r[0] for r in results] == ["fault"] * 5
+    assert [r[1] for r in results] == ["model"] + ["template_cache"] * 4
+    values = [json.loads(r[2])["value"] for r in results]
+    assert values == [80.0, 81.0, 82.0, 83.0, 84.0]  # per-line values, not the first line's
+    put(writer, "2026-11-27 11:00:00 ERROR spindle 9 overtemp 99C")
+    analyzer.run_once()
+    assert len(backend.calls) == 2  # a later batch reuses the stored template answer
+    assert rows(path, "SELECT count(*) FROM records WHERE status = 'done'") == [(6,)]
+    assert tasks
+
+
+def test_incidents_always_reach_the_model_with_all_three_tasks(env):
+    writer, backend, analyzer, path = env
+    record = incident_record("spindle 2 overheated, smoke seen", machine="cnc-1", via="test")
+    writer.submit(WriteBatch(records=[record, record._replace(record_id="s:again")])).result()
+    analyzer.run_once()
+    asked = [next(iter(r.schema["properties"])) for r in backend.calls]
+    assert asked == ["label", "label", "machine", "machine", "summary", "summary"]  # grouped by task
+    assert rows(path, "SELECT summary FROM results") == [("spindle overheated",)] * 2
+
+
+def test_exact_repeats_hit_the_cache(env):
+    writer, backend, analyzer, path = env
+    put(writer, "pump P-7 pressure ok")
+    analyzer.run_once()
+    calls = len(backend.calls)
+    writer.submit(WriteBatch(records=[NewRecord("t:again", "test", None, "log", "pump P-7 pressure ok", "", None, 0.0)])).result()
+    analyzer.run_once()
+    assert len(backend.calls) == calls
+    assert rows(path, "SELECT path FROM results ORDER BY id") == [("model",), ("exact_cache",)]
+
+
+def test_model_errors_are_retried_then_parked_with_the_error(env):
+    writer, backend, analyzer, path = env
+    backend.fail_next = 100
+    put(writer, "ERROR something odd")
+    for _ in range(analyzer.settings.max_attempts):
+        analyzer.run_once()
+    assert rows(path, "SELECT status, attempts, error FROM records") == [
+        ("parked", 3, "classify: scripted failure")
+    ]
+    assert analyzer.run_once() == 0  # parked records are never handed out again
+
+
+def test_templates_survive_a_restart(env, tmp_path):
+    writer, backend, analyzer, path = env
+    put(writer, "valve V1 opened after 3 s", "valve V2 opened after 4 s")
+    analyzer.run_once()
+    calls = len(backend.calls)
+    again = Analyzer(analyzer.settings, backend, writer, connect(path))  # a new process would do this
+    writer.submit(WriteBatch(records=[NewRecord("t:later", "test", None, "log", "valve V3 opened after 5 s", "", None, 0.0)])).result()
+    again.run_once()
+    assert len(backend.calls) == calls
+    assert rows(path, "SELECT count(DISTINCT template_id) FROM results") == [(1,)]
+
+
+def test_claims_take_incidents_first_and_expired_leases_return(env):
+    writer, backend, analyzer, path = env
+    put(writer, "routine line")
+    writer.submit(WriteBatch(records=[incident_record("fire alarm", machine=None, via="test")])).result()
+    from edged.store import inbox
+
+    claimed = writer.call(lambda db: inbox.claim_batch(db, owner="a", limit=1, lease_s=-1, max_attempts=3)).result()
+    assert claimed[0].kind == "incident"
+    again = writer.call(lambda db: inbox.claim_batch(db, owner="b", limit=5, lease_s=60, max_attempts=3)).result()
+    assert {c.kind for c in again} == {"incident", "log"}  # the expired lease came back
