@@ -41,6 +41,8 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.writer: StoreWriter | None = None
         self.sources: list[Worker] = []
+        self.backend = None
+        self.analyzer = None
 
     def request_stop(self, signum: int | None = None, frame: object = None) -> None:
         if signum is not None:
@@ -49,6 +51,9 @@ class Daemon:
 
     def start(self) -> None:
         s = self.settings
+        # The model first: a missing or corrupt model stops edged before anything else starts.
+        if s.analysis.enabled:
+            self.backend = build_backend(self.settings)
         db = open_database(s.store.path)
         self.writer = StoreWriter(db, max_batch_rows=s.store.batch_max_rows, max_queued_rows=s.store.queue_max_rows)
         self.writer.start()
@@ -62,6 +67,11 @@ class Daemon:
             self.sources.append(MqttSource(s.mqtt, self.writer))
         for source in self.sources:
             source.start()
+        if self.backend is not None:
+            from edged.analysis.analyzer import Analyzer
+
+            self.analyzer = Analyzer(s.analysis, self.backend, self.writer, connect(s.store.path))
+            self.analyzer.start()
 
     def run(self) -> int:
         """Run until asked to stop; returns the process exit code."""
@@ -79,7 +89,12 @@ class Daemon:
         return code
 
     def _workers(self) -> list[Worker]:
-        return [*self.sources, _WriterWorker(self.writer)] if self.writer else list(self.sources)
+        workers: list[Worker] = list(self.sources)
+        if self.analyzer is not None:
+            workers.append(self.analyzer)
+        if self.writer is not None:
+            workers.append(_WriterWorker(self.writer))
+        return workers
 
     def shutdown(self) -> None:
         """Stop reading files, store what is queued (which acks its MQTT messages), then disconnect."""
@@ -87,6 +102,8 @@ class Daemon:
         for source in self.sources:
             if source.name != "mqtt":
                 source.stop()
+        if self.analyzer is not None:
+            self.analyzer.stop()
         if self.writer is not None and self.writer.is_alive():
             try:
                 self.writer.call(lambda db: None).result(timeout=30)
@@ -97,6 +114,8 @@ class Daemon:
         if self.writer is not None:
             self.writer.stop()
             self.writer.db.close()
+        if self.backend is not None:
+            self.backend.close()
         log.info("edged stopped")
 
     def _print_banner(self) -> None:
@@ -115,9 +134,26 @@ class Daemon:
             lines.append(f"  mqtt:     {s.mqtt.url} topics {', '.join(s.mqtt.topics)}")
         else:
             lines.append("  mqtt:     off (set [mqtt] url to subscribe to a broker)")
+        if self.backend is not None:
+            b = self.backend
+            lines.append(f"  model:    {b.model_name} via {b.name}" + ("" if b.model_sha256 else " (unverified)"))
+        else:
+            lines.append("  model:    analysis off ([analysis] enabled = false)")
         lines.append("  logs:     stderr")
         lines.append("  status:   edged status")
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def build_backend(settings):
+    """The configured inference backend, with its model resolved and verified. Raises ModelUnavailable."""
+    from edged.backends import create_backend
+
+    model = None
+    if settings.backend.type == "llama_cpp":
+        from edged.models.resolve import resolve_model
+
+        model = resolve_model(settings.model)
+    return create_backend(settings.backend, model)
 
 
 class _WriterWorker:

@@ -1,4 +1,4 @@
-"""The ``edged`` command: run, status, submit, config check, version."""
+"""The ``edged`` command: run, status, submit, config check, model, version."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import tomli_w
 
 from edged import __version__
+from edged.backends.base import ModelUnavailable
 from edged.config import ConfigError, effective_config, load_config
 
 
@@ -28,10 +29,20 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("text", nargs="?", help="the report; read from stdin when omitted or '-'")
     submit.add_argument("--machine", help="machine the report is about")
     submit.add_argument("--id", dest="given_id", help="your id for the report; submitting it again is a no-op")
+    analyze = sub.add_parser("analyze", parents=[common], help="analyze one text with the model and print the result")
+    analyze.add_argument("text", nargs="?", help="the text; read from stdin when omitted or '-'")
+    analyze.add_argument("--task", choices=["classify", "extract", "summarize"], action="append",
+                         help="task to run (repeatable; default: classify and extract, plus summarize for incidents)")
+    analyze.add_argument("--kind", choices=["log", "incident"], default="log", help="what the text is")
+    analyze.add_argument("--machine", help="machine the text comes from")
+    analyze.add_argument("--json", action="store_true", help="print JSON")
     config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("check", parents=[common], help="validate and print the effective config, secrets redacted")
     sub.add_parser("version", help="print the version")
+    from edged.models.cli import add_model_parser
+
+    add_model_parser(sub, common)
     return parser
 
 
@@ -77,6 +88,27 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from edged.analysis.oneshot import analyze_text, default_tasks, format_analysis
+    from edged.app import build_backend
+
+    loaded = _load(args)
+    text = sys.stdin.read() if args.text in (None, "-") else args.text
+    if not text.strip():
+        print("edged analyze: no text to analyze", file=sys.stderr)
+        return 2
+    backend = build_backend(loaded.settings)
+    try:
+        result = analyze_text(
+            backend, loaded.settings.analysis, text.strip(), tasks=args.task or default_tasks(args.kind),
+            kind=args.kind, machine=args.machine,
+        )
+    finally:
+        backend.close()
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_analysis(result))
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     loaded = load_config(getattr(args, "config", None))
     where = loaded.path or "embedded defaults (no config file found)"
@@ -99,9 +131,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "config":
             return cmd_config_check(args)
-        return {"run": cmd_run, "status": cmd_status, "submit": cmd_submit}[args.command](args)
+        if args.command == "model":
+            from edged.models.cli import run_model_command
+
+            return run_model_command(args)
+        commands = {"run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze}
+        return commands[args.command](args)
     except ConfigError as exc:
         print(f"edged: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except ModelUnavailable as exc:
+        print(f"edged: model unavailable:\n{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -108,8 +108,12 @@ def test_model_errors_are_retried_then_parked_with_the_error(env):
     writer, backend, analyzer, path = env
     backend.fail_next = 100
     put(writer, "ERROR something odd")
-    for _ in range(analyzer.settings.max_attempts):
-        analyzer.run_once()
+    for attempt in range(analyzer.settings.max_attempts):
+        assert analyzer.run_once() == 1
+        if attempt < analyzer.settings.max_attempts - 1:
+            assert analyzer.run_once() == 0  # a failed record waits before its next try
+            # Let the back-off pass (as if 5, 10 ... seconds went by).
+            writer.call(lambda db: db.execute("UPDATE records SET lease_until = 0")).result()
     assert rows(path, "SELECT status, attempts, error FROM records") == [
         ("parked", 3, "classify: scripted failure")
     ]

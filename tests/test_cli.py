@@ -51,6 +51,8 @@ class Box:
         self.config.write_text(
             f'[store]\npath = "{self.db}"\n'
             f'[logs]\npaths = ["{self.logs}/*.log"]\nrescan_interval_s = 0.5\n'
+            # These tests are about the CLI and ingest; the real model is exercised in test_analysis_model.py.
+            "[analysis]\nenabled = false\n"
             + extra
         )
 

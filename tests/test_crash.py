@@ -91,6 +91,10 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(tmp_path, mosquitto):
                 "rotate_wait_s": 0.5,
                 "rescan_interval_s": 1.0,
             },
+            # The scripted backend: this test is about losing nothing under kill -9 (records and
+            # their results); the real model is exercised in test_analysis_model.py.
+            "backend": {"type": "fake"},
+            "analysis": {"lease_s": 2.0, "max_attempts": 50},
             "mqtt": {
                 "url": mosquitto.url,
                 "topics": ["plant/+/logs"],
@@ -137,11 +141,19 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(tmp_path, mosquitto):
             interval=0.5,
             what=f"all {expected} records (seed {seed})",
         )
+        # Every record gets exactly one result, also across the kills (leases expire, work is redone).
+        wait_for(
+            lambda: query(db_path, "SELECT count(*) FROM records WHERE status != 'done'")[0][0] == 0,
+            timeout=90,
+            interval=0.5,
+            what=f"every record analyzed (seed {seed})",
+        )
         assert daemon.terminate() == 0
     finally:
         if daemon.alive():
             daemon.kill9()
 
+    assert query(db_path, "SELECT count(*) FROM results")[0][0] == expected
     texts = dict(query(db_path, "SELECT text, count(*) FROM records GROUP BY text"))
     duplicated = {t: n for t, n in texts.items() if n > 1}
     assert not duplicated, f"seed {seed}: stored more than once: {list(duplicated)[:5]}"

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
-from edged.analysis.pipeline import BatchOutcome, Pipeline, ResultCache
+from edged.analysis.pipeline import BatchOutcome, Interrupted, Pipeline, ResultCache
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend
 from edged.config.settings import AnalysisSettings
@@ -93,10 +93,14 @@ class Analyzer:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the current batch (its results are stored), then stop."""
+        """Stop between two model calls; an unfinished batch is released for the next start."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
+        if self.writer.is_alive():
+            released = self.writer.call(lambda db: inbox.release(db, self.owner)).result()
+            if released:
+                log.info("released %d records of an unfinished batch", released)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
@@ -117,7 +121,7 @@ class Analyzer:
             return 0
         self.busy_since = time.monotonic()
         try:
-            outcome = self.pipeline.analyze(claimed)
+            outcome = self.pipeline.analyze(claimed, should_stop=self._stop.is_set)
             self.writer.call(lambda db: store_outcome(db, outcome, s.max_attempts)).result()
         finally:
             self.busy_since = None
@@ -135,6 +139,8 @@ class Analyzer:
                 self._wake.wait(idle)
                 self._wake.clear()
                 idle = min(idle * 2, IDLE_WAIT_MAX_S)
+        except Interrupted:
+            return
         except BaseException as exc:
             self.error = exc
             log.exception("analyzer stopped by an error")

@@ -64,6 +64,10 @@ class BatchOutcome:
     cache_hits: dict[str, int]
 
 
+class Interrupted(Exception):
+    """edged is stopping: the batch is abandoned and its records released, not stored."""
+
+
 class ResultCache:
     """Template and exact-text results: memory in front of the analysis_cache table."""
 
@@ -101,7 +105,7 @@ class Pipeline:
         return f"txt:{self._cache_scope}:{_text_key(text)}"
 
     # -- the batch -------------------------------------------------------------------------------
-    def analyze(self, records: list[Claimed]) -> BatchOutcome:
+    def analyze(self, records: list[Claimed], should_stop: Any = lambda: False) -> BatchOutcome:
         works = [_Work(r) for r in records]
         new_cache: dict[str, dict[str, Any]] = {}
         templates: dict[int, tuple[str, int]] = {}
@@ -138,6 +142,8 @@ class Pipeline:
         # 2. The model, one task at a time.
         for task in (CLASSIFY, EXTRACT, SUMMARIZE):
             for w in needs[task]:
+                if should_stop():
+                    raise Interrupted()
                 if w.error is None:
                     model_calls += self._ask(w, task)
         # 3. New templates' answers serve their later lines in the batch, and the cache.

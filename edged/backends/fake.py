@@ -20,16 +20,18 @@ def _default_answer(schema: dict[str, Any], label: str) -> dict[str, Any]:
     """The smallest document that satisfies the schemas edged's tasks use."""
     out: dict[str, Any] = {}
     for name, prop in schema.get("properties", {}).items():
+        kind = prop.get("type")
+        kind = kind[0] if isinstance(kind, list) else kind
         if "enum" in prop:
             out[name] = label if label in prop["enum"] else prop["enum"][0]
-        elif prop.get("type") == "integer":
+        elif kind == "integer":
             out[name] = prop.get("minimum", 0)
-        elif prop.get("type") == "number":
+        elif kind == "number":
             out[name] = 0
-        elif prop.get("type") == "boolean":
+        elif kind == "boolean":
             out[name] = False
         else:
-            out[name] = "fake"
+            out[name] = "fake"[: prop.get("maxLength", 4)]
     return out
 
 

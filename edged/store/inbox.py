@@ -92,7 +92,7 @@ def claim_batch(db: sqlite_utils.Database, *, owner: str, limit: int, lease_s: f
     rows = db.execute(
         "UPDATE records SET status = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1"
         " WHERE id IN (SELECT id FROM records WHERE status IN ('pending', 'leased')"
-        "   AND (status = 'pending' OR lease_until < ?) ORDER BY priority DESC, id LIMIT ?)"
+        "   AND (lease_until IS NULL OR lease_until < ?) ORDER BY priority DESC, id LIMIT ?)"
         f" RETURNING {', '.join(CLAIM_COLUMNS)}",
         (owner, now + lease_s, now, limit),
     ).fetchall()
@@ -112,17 +112,40 @@ def complete(db: sqlite_utils.Database, results: list[ResultRow]) -> None:
     )
 
 
+RETRY_BASE_S = 5  # a failed record waits 5 s, 10 s, 20 s ... (at most RETRY_MAX_S) before its next try
+RETRY_MAX_S = 300
+
+
 def fail(db: sqlite_utils.Database, failures: list[tuple[str, str]], max_attempts: int) -> int:
-    """Return failed records to the queue, or park them after ``max_attempts``. Returns how many parked."""
+    """Return failed records to the queue after a back-off, or park them after ``max_attempts``.
+
+    A pending record's lease_until is the earliest time it may be claimed again. Returns how many parked.
+    """
     if not failures:
         return 0
+    now = time.time()
     db.conn.executemany(
         "UPDATE records SET status = CASE WHEN attempts >= ? THEN 'parked' ELSE 'pending' END,"
-        " error = ?, lease_owner = NULL, lease_until = NULL WHERE record_id = ?",
-        [(max_attempts, error[:2000], record_id) for record_id, error in failures],
+        " error = ?, lease_owner = NULL,"
+        " lease_until = CASE WHEN attempts >= ? THEN NULL"
+        "   ELSE ? + min(?, ? * (1 << min(attempts - 1, 16))) END"
+        " WHERE record_id = ?",
+        [
+            (max_attempts, error[:2000], max_attempts, now, RETRY_MAX_S, RETRY_BASE_S, record_id)
+            for record_id, error in failures
+        ],
     )
     marks = ",".join("?" * len(failures))
     return db.execute(
         f"SELECT count(*) FROM records WHERE status = 'parked' AND record_id IN ({marks})",
         [record_id for record_id, _ in failures],
     ).fetchone()[0]
+
+
+def release(db: sqlite_utils.Database, owner: str) -> int:
+    """Give back the leases of an abandoned batch (a clean stop), without counting an attempt."""
+    return db.execute(
+        "UPDATE records SET status = 'pending', lease_owner = NULL, lease_until = NULL,"
+        " attempts = max(attempts - 1, 0) WHERE status = 'leased' AND lease_owner = ?",
+        (owner,),
+    ).rowcount

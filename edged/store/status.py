@@ -1,6 +1,7 @@
 """What ``edged status`` reports. The JSON keys are a stable interface for scripts and monitoring:
 ``records.total``, ``records.by_status`` (pending, leased, done, parked), ``records.by_kind``,
-``records.by_source``, ``rejected.total``, ``rejected.by_reason``, ``files``, ``counters``,
+``records.by_source``, ``analysis.model_calls``, ``analysis.cache_hits``, ``analysis.templates``,
+``analysis.results``, ``analysis.by_label``, ``analysis.needs_review``, ``rejected.total``, ``rejected.by_reason``, ``files``, ``counters``,
 ``db.path``, ``db.bytes``, ``schema_version``.
 """
 
@@ -18,6 +19,20 @@ from edged.store.records import KINDS, STATUSES
 
 def _grouped(db: sqlite_utils.Database, sql: str) -> dict[str, int]:
     return {key: count for key, count in db.execute(sql).fetchall()}
+
+
+def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
+    counters = _grouped(db, "SELECT name, value FROM counters WHERE name LIKE 'analysis.%'")
+    return {
+        "results": db.execute("SELECT count(*) FROM results").fetchone()[0],
+        "by_label": _grouped(db, "SELECT label, count(*) FROM results WHERE label IS NOT NULL GROUP BY label"),
+        "needs_review": db.execute("SELECT count(*) FROM results WHERE needs_review").fetchone()[0],
+        "model_calls": counters.get("analysis.model_calls", 0),
+        "cache_hits": counters.get("analysis.cache_hits.template", 0) + counters.get("analysis.cache_hits.exact", 0),
+        "templates": db.execute("SELECT count(*) FROM templates").fetchone()[0],
+        "digests": db.execute("SELECT count(*) FROM digests").fetchone()[0],
+        "parked": _grouped(db, "SELECT coalesce(error, '?'), count(*) FROM records WHERE status = 'parked' GROUP BY 1"),
+    }
 
 
 def collect_status(db: sqlite_utils.Database, path: Path) -> dict[str, Any]:
@@ -41,6 +56,7 @@ def collect_status(db: sqlite_utils.Database, path: Path) -> dict[str, Any]:
         "rejected": {"total": sum(by_reason.values()), "by_reason": by_reason},
         "files": files,
         "counters": _grouped(db, "SELECT name, value FROM counters ORDER BY name"),
+        "analysis": _analysis(db),
         "db": {"path": str(path), "bytes": database_bytes(path)},
         "schema_version": current_version(db),
     }
@@ -63,6 +79,16 @@ def format_status(status: dict[str, Any]) -> str:
         f"  {f['state']:<9} {f['path']} @ {f['offset']}" + (f" ({f['reason']})" if f["reason"] else "")
         for f in status["files"]
     ] or ["  (none yet)"]
+    a = status["analysis"]
+    lines.append(
+        f"analysis   {a['results']} results, {a['needs_review']} need review; {a['model_calls']} model calls,"
+        f" {a['cache_hits']} cache hits, {a['templates']} templates, {a['digests']} digests"
+    )
+    if a["by_label"]:
+        lines.append("labels     " + ", ".join(f"{k} {v}" for k, v in sorted(a["by_label"].items())))
+    if a["parked"]:
+        lines.append("parked")
+        lines += [f"  {n:>10}  {error[:100]}" for error, n in a["parked"].items()]
     if status["counters"]:
         lines.append("counters")
         lines += [f"  {n:>10}  {name}" for name, n in status["counters"].items()]
