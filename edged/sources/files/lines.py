@@ -127,6 +127,7 @@ class LineAssembler:
         """The hot path: one record per line, no multiline regex. Kept lean on purpose."""
         append = out.append
         max_bytes = self.max_bytes
+        new = tuple.__new__  # new(Piece, (...)) is Piece(...) without the Python-level __new__ call
         for raw in lines:
             n = len(raw)
             end = offset + n + 1
@@ -142,7 +143,7 @@ class LineAssembler:
                     text = raw.decode("utf-8", "replace")
                     flags = FLAG_INVALID_UTF8
                 if text and not text.isspace():
-                    append(Piece(offset, end, text, flags))
+                    append(new(Piece, (offset, end, text, flags)))
             offset = end
         self._done_until = offset
 

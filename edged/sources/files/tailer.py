@@ -28,6 +28,14 @@ def new_file_key() -> str:
     return secrets.token_hex(8)
 
 
+def _record_id_prefix(file_key: str) -> str | None:
+    """``p`` with ``file_record_id(file_key, n) == f"{p}{n}"``, or None if ids are not built that way."""
+    prefix = file_record_id(file_key, 0)[:-1]
+    if all(file_record_id(file_key, n) == f"{prefix}{n}" for n in (0, 7, 1234567890)):
+        return prefix
+    return None
+
+
 class Tailer:
     def __init__(
         self,
@@ -61,6 +69,7 @@ class Tailer:
         self.last_data_at = time.monotonic()
         self.last_size = -1
         self.last_mtime = 0.0
+        self._id_prefix = (file_key, _record_id_prefix(file_key))  # for file_key
 
     # -- reading ------------------------------------------------------------------------------
     def read_chunk(self, max_bytes: int) -> tuple[list[Piece], bool]:
@@ -84,6 +93,13 @@ class Tailer:
     def records(self, pieces: list[Piece], received_at: float) -> list[tuple]:
         """Inbox rows (NewRecord column order) for pieces of this file."""
         key, source, machine, path = self.file_key, self.source, self.machine, self.path
+        if self._id_prefix[0] != key:
+            self._id_prefix = (key, _record_id_prefix(key))
+        prefix = self._id_prefix[1]
+        if prefix is not None:  # file_record_id inlined: this runs for every line
+            return [
+                (f"{prefix}{p.start}", source, machine, "log", p.text, p.flags, path, received_at, 0) for p in pieces
+            ]
         return [
             (file_record_id(key, p.start), source, machine, "log", p.text, p.flags, path, received_at, 0)
             for p in pieces

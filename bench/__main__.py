@@ -1,0 +1,45 @@
+"""Run every ingest benchmark: ``python -m bench [--quick] [--only files,mqtt]``.
+
+Results go to bench/results/ingest_files.json and bench/results/ingest_mqtt.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import ingest_files, ingest_mqtt
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="100k lines / 5k messages, one run each (a smoke test)")
+    p.add_argument("--only", default="files,mqtt", help="comma-separated: files, mqtt")
+    args = p.parse_args(argv)
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    lines = []
+    if "files" in only:
+        r = ingest_files.main(["--lines", "100000", "--repeat", "1"] if args.quick else [])
+        e = r["results"]["edged"]
+        lines.append(
+            f"files: edged {e['lines_per_s']:,.0f} lines/s (goal 100,000; {e['lines_per_cpu_s']:,.0f} per CPU second),"
+            f" peak RSS {e['peak_rss_mib']:.0f} MiB; baseline {r['results']['baseline']['lines_per_s']:,.0f};"
+            f" edged/baseline {r['ratios']['edged/baseline']}"
+        )
+    if "mqtt" in only:
+        if not ingest_mqtt.MOSQUITTO.exists():
+            lines.append(f"mqtt: skipped, {ingest_mqtt.MOSQUITTO} is missing (apt-get install mosquitto)")
+        else:
+            r = ingest_mqtt.main(["--messages", "5000"] if args.quick else [])
+            for mode, res in r["results"].items():
+                e = res["edged"]
+                lines.append(
+                    f"mqtt {mode}: edged {e['msgs_per_s']:,.0f} msgs/s (goal 5,000), raw paho"
+                    f" {res['raw']['msgs_per_s']:,.0f}; edged/raw {r['ratios'][f'{mode}: edged/raw']}"
+                )
+    print("\n".join(lines), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
