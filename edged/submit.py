@@ -8,11 +8,12 @@ import time
 import sqlite_utils
 
 from edged.ids import submitted_record_id
+from edged.priority import INCIDENT
 from edged.store.database import write_transaction
 from edged.store.records import NewRecord
 from edged.store.writer import WriteBatch
 
-INCIDENT_PRIORITY = 10  # incident reports are analyzed before log lines
+INCIDENT_PRIORITY = INCIDENT  # incident reports are analyzed before log lines
 
 
 def incident_record(text: str, *, machine: str | None, via: str, given_id: str | None = None) -> NewRecord:

@@ -142,3 +142,15 @@ def test_claims_take_incidents_first_and_expired_leases_return(env):
     assert claimed[0].kind == "incident"
     again = writer.call(lambda db: inbox.claim_batch(db, owner="b", limit=5, lease_s=60, max_attempts=3)).result()
     assert {c.kind for c in again} == {"incident", "log"}  # the expired lease came back
+
+
+def test_digest_summarizes_a_sources_recent_templates(env):
+    writer, backend, analyzer, path = env
+    put(writer, *[f"2026-11-27 10:00:0{i} ERROR spindle {i} overtemp {80 + i}C" for i in range(3)], "door closed")
+    analyzer.run_once()
+    analyzer.settings = analyzer.settings.model_copy(update={"digest_interval_s": 1e-9})
+    assert analyzer.digest_if_due() == 1
+    digest_request = backend.calls[-1]
+    assert "3x fault (severity 3)" in digest_request.user  # templates with counts, not raw lines
+    assert rows(path, "SELECT source, records, summary FROM digests") == [("test", 4, "spindle overheated")]
+    assert analyzer.digest_if_due(now=float("inf")) == 0  # nothing new since the last digest

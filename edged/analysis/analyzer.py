@@ -17,7 +17,9 @@ from typing import Any
 
 import sqlite_utils
 
+from edged.analysis.digest import make_digests, store_digests
 from edged.analysis.pipeline import BatchOutcome, Interrupted, Pipeline, ResultCache
+from edged.analysis.tasks import SUMMARIZE
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend
 from edged.config.settings import AnalysisSettings
@@ -28,6 +30,7 @@ from edged.store.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_MAX_S = 1.0
+DIGEST_CHECK_S = 60.0  # how often an idle analyzer looks for sources due a digest
 
 
 def load_cache_entry(reader: sqlite_utils.Database, key: str) -> dict[str, Any] | None:
@@ -88,6 +91,7 @@ class Analyzer:
         self.analyzed = 0
         self.model_calls = 0
         self.error: BaseException | None = None
+        self._next_digest_check = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -129,6 +133,19 @@ class Analyzer:
         self.model_calls += outcome.model_calls
         return len(claimed)
 
+    def digest_if_due(self, now: float | None = None) -> int:
+        """Summarize sources whose digest interval has passed (checked when idle). Returns how many."""
+        interval = self.settings.digest_interval_s
+        now = time.monotonic() if now is None else now
+        if not interval or now < self._next_digest_check:
+            return 0
+        self._next_digest_check = now + min(interval, DIGEST_CHECK_S)
+        digests = make_digests(self.reader, self.backend, self.pipeline.specs[SUMMARIZE], interval)
+        if digests:
+            self.writer.call(lambda db: store_digests(db, digests)).result()
+            log.info("stored %d digests", len(digests))
+        return len(digests)
+
     def _run(self) -> None:
         idle = 0.05
         try:
@@ -136,6 +153,7 @@ class Analyzer:
                 if self.run_once():
                     idle = 0.05
                     continue
+                self.digest_if_due()
                 self._wake.wait(idle)
                 self._wake.clear()
                 idle = min(idle * 2, IDLE_WAIT_MAX_S)

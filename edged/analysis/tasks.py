@@ -93,7 +93,7 @@ def build_specs(s: AnalysisSettings) -> dict[str, TaskSpec]:
 
 
 def request_for(spec: TaskSpec, text: str, *, machine: str | None = None, kind: str = "log") -> CompletionRequest:
-    head = "Incident report" if kind == "incident" else "Log line"
+    head = {"incident": "Incident report", "digest": "Recent log lines, grouped"}.get(kind, "Log line")
     where = f" from machine {machine}" if machine else ""
     return CompletionRequest(
         system=spec.system,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from edged.priority import alert_priority_sql
+
 # Flags on a record, stored space-separated in records.flags.
 FLAG_TRUNCATED = "truncated"  # longer than the configured maximum; the rest was dropped
 FLAG_INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8 were replaced with U+FFFD
@@ -56,18 +58,29 @@ class Rejected(NamedTuple):
     received_at: float
 
 
+RECORD_COLUMNS = len(NewRecord._fields)
+
+
+def _record_values(row: int) -> str:
+    """One row's VALUES tuple with numbered parameters; priority is raised for alert-looking text."""
+    n = [f"?{row * RECORD_COLUMNS + i + 1}" for i in range(RECORD_COLUMNS)]
+    text, base = n[NewRecord._fields.index("text")], n[NewRecord._fields.index("priority")]
+    return "(" + ", ".join(n[:-1] + [alert_priority_sql(text, base)]) + ")"
+
+
 INSERT_RECORD = (
     "INSERT OR IGNORE INTO records"
     " (record_id, source, machine, kind, text, flags, origin, received_at, priority)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " VALUES " + _record_values(0)
 )
-RECORD_COLUMNS = len(NewRecord._fields)
 # INSERT_RECORD for many rows in one statement: per-statement overhead (and, in Python's sqlite3,
 # a release and re-take of the GIL) is paid once per RECORDS_PER_INSERT rows instead of per row.
 # 100 rows x 9 columns = 900 parameters, under the 999 that SQLite before 3.32 allows.
 RECORDS_PER_INSERT = 100
-INSERT_RECORDS_MANY = INSERT_RECORD.replace(
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * RECORDS_PER_INSERT)
+INSERT_RECORDS_MANY = (
+    "INSERT OR IGNORE INTO records"
+    " (record_id, source, machine, kind, text, flags, origin, received_at, priority)"
+    " VALUES " + ", ".join(_record_values(i) for i in range(RECORDS_PER_INSERT))
 )
 UPSERT_POSITION = (
     "INSERT OR REPLACE INTO file_positions"

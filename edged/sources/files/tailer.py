@@ -98,7 +98,8 @@ class Tailer:
         prefix = self._id_prefix[1]
         if prefix is not None:  # file_record_id inlined: this runs for every line
             return [
-                (f"{prefix}{p.start}", source, machine, "log", p.text, p.flags, path, received_at, 0) for p in pieces
+                (f"{prefix}{p.start}", source, machine, "log", p.text, p.flags, path, received_at, 0)
+                for p in pieces
             ]
         return [
             (file_record_id(key, p.start), source, machine, "log", p.text, p.flags, path, received_at, 0)

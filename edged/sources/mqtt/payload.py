@@ -17,10 +17,11 @@ from paho.mqtt.client import topic_matches_sub
 
 from edged.config.settings import MqttSettings
 from edged.ids import mqtt_record_id
+from edged.priority import INCIDENT, ROUTINE
 from edged.store.records import FLAG_INVALID_UTF8, FLAG_TRUNCATED, KINDS, SAMPLE_BYTES, NewRecord, Rejected
 
-INCIDENT_PRIORITY = 10
-LOG_PRIORITY = 0
+INCIDENT_PRIORITY = INCIDENT
+LOG_PRIORITY = ROUTINE
 
 # Looking at the start is enough to tell text from binary, and keeps a 100 MB blob cheap.
 _SNIFF_BYTES = 4096
@@ -93,7 +94,7 @@ def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_a
         flags=" ".join(flags),
         origin=_SURROGATE.sub("\ufffd", json.dumps(origin, ensure_ascii=False, separators=(",", ":"))),
         received_at=received_at,
-        priority=INCIDENT_PRIORITY if kind == "incident" else LOG_PRIORITY,
+        priority=INCIDENT_PRIORITY if kind == "incident" else LOG_PRIORITY,  # alerts: raised by the store
     )
 
 
