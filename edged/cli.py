@@ -36,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--kind", choices=["log", "incident"], default="log", help="what the text is")
     analyze.add_argument("--machine", help="machine the text comes from")
     analyze.add_argument("--json", action="store_true", help="print JSON")
+    ev = sub.add_parser("eval", parents=[common], help="score the model's classifications against a labelled CSV")
+    ev.add_argument("--data", type=Path, required=True, metavar="FILE.csv", help="CSV file with a header row")
+    ev.add_argument("--text-col", required=True, metavar="C", help="column holding the text to classify")
+    ev.add_argument("--label-col", required=True, metavar="L", help="column holding the true label")
+    ev.add_argument("--task", choices=["classify"], default="classify", help="task to score (only classify has labels)")
+    ev.add_argument("--labels-from-data", action="store_true",
+                    help="the taxonomy is the data's distinct labels (sorted) instead of [analysis] labels")
+    ev.add_argument("--map", action="append", metavar="MODEL=DATA",
+                    help="keep the configured taxonomy and score model label MODEL as data label DATA "
+                         "(repeatable or comma-separated; every taxonomy label must be mapped)")
+    ev.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of the file")
+    ev.add_argument("--kind", choices=["log", "incident"], default="log", help="what the texts are")
+    ev.add_argument("--json", action="store_true", help="print JSON")
     config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("check", parents=[common], help="validate and print the effective config, secrets redacted")
@@ -109,6 +122,34 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edged.analysis.evaluate import EvalError, evaluate, format_report, load_csv, parse_label_map, resolve_labels
+    from edged.app import build_backend
+
+    loaded = _load(args)
+    analysis = loaded.settings.analysis
+    try:
+        # The data and the options are checked before the model loads: mistakes fail in a blink.
+        label_map = parse_label_map(args.map)
+        data = load_csv(args.data, args.text_col, args.label_col, args.limit)
+        resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data, label_map=label_map)
+    except EvalError as exc:
+        print(f"edged eval: {exc}", file=sys.stderr)
+        return 2
+    progress = None
+    if sys.stderr.isatty() and not args.json:
+        def progress(done: int, total: int) -> None:
+            print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+    backend = build_backend(loaded.settings)
+    try:
+        result = evaluate(backend, analysis, data, kind=args.kind, labels_from_data=args.labels_from_data,
+                          label_map=label_map, progress=progress)
+    finally:
+        backend.close()
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_report(result))
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     loaded = load_config(getattr(args, "config", None))
     where = loaded.path or "embedded defaults (no config file found)"
@@ -135,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             from edged.models.cli import run_model_command
 
             return run_model_command(args)
-        commands = {"run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze}
+        commands = {"run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze, "eval": cmd_eval}
         return commands[args.command](args)
     except ConfigError as exc:
         print(f"edged: configuration error:\n{exc}", file=sys.stderr)

@@ -10,9 +10,11 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
 import tomli_w
+from pydantic import BaseModel
 
 from edged.config import ConfigError, Settings, effective_config, load_config
 from edged.config import load as config_load
@@ -25,6 +27,7 @@ else:  # pragma: no cover
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "edged.example.toml"
 
 SECTION_LINE = re.compile(r"^\[(\w+)\]")
+SUBTABLE_LINE = re.compile(r"^\[(\w+)\.(\w+)\]")
 KEY_LINE = re.compile(r"^(\w+)\s*=")
 COMMENTED_KEY_LINE = re.compile(r"^#\s*(\w+)\s*=")
 
@@ -54,23 +57,49 @@ def load_error(path: Path | None = None) -> str:
 # -- the example file documents exactly the settings model ---------------------------------------
 
 
+def section_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models a section can be: one, or every member of a union such as [backend]'s."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if get_origin(annotation) is Annotated:
+        return section_models(get_args(annotation)[0])
+    return [model for arg in get_args(annotation) for model in section_models(arg)]
+
+
+def example_lines() -> list[tuple[str, str | None, str, str]]:
+    """(section, subtable or None, key, line) for every ``key = value`` or ``# key = value`` line.
+
+    A dict-valued setting is documented as its own table, ``[section.key]``, whose lines are its
+    entries; the table header documents ``(section, key)``."""
+    found = []
+    section = sub = None
+    for line in EXAMPLE.read_text().splitlines():
+        if match := SUBTABLE_LINE.match(line):
+            section, sub = match.groups()
+            found.append((section, None, sub, line))
+        elif match := SECTION_LINE.match(line):
+            section, sub = match.group(1), None
+        elif section and (match := KEY_LINE.match(line) or COMMENTED_KEY_LINE.match(line)):
+            found.append((section, sub, match.group(1), line))
+    return found
+
+
 def example_keys() -> dict[tuple[str, str], list[str]]:
     """(section, key) -> the lines documenting it; a commented-out ``# key = value`` counts."""
     documented: dict[tuple[str, str], list[str]] = {}
-    section = None
-    for line in EXAMPLE.read_text().splitlines():
-        if match := SECTION_LINE.match(line):
-            section = match.group(1)
-        elif section and (match := KEY_LINE.match(line) or COMMENTED_KEY_LINE.match(line)):
-            documented.setdefault((section, match.group(1)), []).append(line)
+    for section, sub, key, line in example_lines():
+        if sub is None:
+            documented.setdefault((section, key), []).append(line)
     return documented
 
 
 def model_keys() -> set[tuple[str, str]]:
+    # [backend] is a union on `type`: the example documents the keys of every backend.
     return {
         (section, key)
         for section, field in Settings.model_fields.items()
-        for key in field.annotation.model_fields
+        for model in section_models(field.annotation)
+        for key in model.model_fields
     }
 
 
@@ -86,6 +115,26 @@ def test_example_documents_every_key_and_nothing_else():
     )
 
 
+def test_example_documents_dict_settings_as_tables():
+    tables = {(section, key) for section, sub, key, line in example_lines() if line.startswith("[")}
+    for section, field in Settings.model_fields.items():
+        for model in section_models(field.annotation):
+            for key, info in model.model_fields.items():
+                if get_origin(info.annotation) is dict:
+                    assert (section, key) in tables, f"[{section}] {key} should be documented as [{section}.{key}]"
+
+
+def test_example_documents_every_backend_under_its_type():
+    declared = [
+        tomllib.loads(line.lstrip("#").strip())["type"]
+        for section, sub, key, line in example_lines()
+        if section == "backend" and key == "type"
+    ]
+    backends = section_models(Settings.model_fields["backend"].annotation)
+    backend_types = {m.model_fields["type"].default for m in backends}
+    assert sorted(declared) == sorted(backend_types)
+
+
 def test_example_loads_and_its_values_are_the_defaults():
     loaded = load_config(EXAMPLE)
     defaults = Settings()
@@ -97,15 +146,35 @@ def test_example_loads_and_its_values_are_the_defaults():
             assert getattr(getattr(loaded.settings, section), key) == default
 
 
+def commented_examples() -> list[dict[str, Any]]:
+    """Settings data sets made of the commented-out examples, each one valid on its own.
+
+    [backend] keys belong to one backend type: a ``# type = "..."`` line starts that backend's
+    examples; commented keys before the first one belong to the type set in the file."""
+    base: dict[str, Any] = {}
+    backends: list[dict[str, Any]] = [{"type": tomllib.loads(EXAMPLE.read_text())["backend"]["type"]}]
+    for section, sub, key, line in example_lines():
+        if not line.startswith("#"):
+            continue
+        value = tomllib.loads(line.lstrip("#").strip())
+        if section == "backend":
+            if key == "type":
+                backends.append({})
+            backends[-1].update(value)
+        elif sub is not None:
+            base.setdefault(section, {}).setdefault(sub, dict(getattr(getattr(Settings(), section), sub)))
+            base[section][sub].update(value)
+        else:
+            base.setdefault(section, {}).update(value)
+    return [{**base, "backend": backend} for backend in backends]
+
+
 def test_example_commented_out_values_are_valid():
     # Someone will uncomment them: each example must be a value the model accepts.
-    data: dict[str, dict] = {}
-    for (section, key), lines in example_keys().items():
-        for line in lines:
-            if line.startswith("#"):
-                data.setdefault(section, {}).update(tomllib.loads(line.lstrip("#").strip()))
-    assert data, "expected commented-out examples in the file"
-    Settings(**data)
+    datasets = commented_examples()
+    assert datasets[0], "expected commented-out examples in the file"
+    for data in datasets:
+        Settings(**data)
 
 
 # -- errors name the key and the file ------------------------------------------------------------

@@ -208,6 +208,14 @@ class Settings(BaseSettings):
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _default_backend_type(cls, value: object) -> object:
+        # [backend] with only tuning keys means the default backend, llama_cpp.
+        if isinstance(value, dict) and "type" not in value:
+            return {"type": "llama_cpp", **value}
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
