@@ -70,7 +70,11 @@ class Daemon:
         if self.backend is not None:
             from edged.analysis.analyzer import Analyzer
 
-            self.analyzer = Analyzer(s.analysis, self.backend, self.writer, connect(s.store.path))
+            from edged.publish.outbox import OutboxBuilder
+
+            self.analyzer = Analyzer(
+                s.analysis, self.backend, self.writer, connect(s.store.path), OutboxBuilder(s.upstream)
+            )
             self.analyzer.start()
 
     def run(self) -> int:

@@ -22,6 +22,7 @@ from edged.analysis.pipeline import BatchOutcome, Interrupted, Pipeline, ResultC
 from edged.analysis.tasks import SUMMARIZE
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend
+from edged.publish.outbox import OutboxBuilder, insert_rows
 from edged.config.settings import AnalysisSettings
 from edged.store import inbox
 from edged.store.records import ADD_COUNTER
@@ -38,10 +39,14 @@ def load_cache_entry(reader: sqlite_utils.Database, key: str) -> dict[str, Any] 
     return json.loads(row[0]) if row else None
 
 
-def store_outcome(db: sqlite_utils.Database, outcome: BatchOutcome, max_attempts: int) -> int:
+def store_outcome(
+    db: sqlite_utils.Database, outcome: BatchOutcome, max_attempts: int, outbox: OutboxBuilder | None = None
+) -> int:
     """Everything one batch produced, in the writer's transaction. Returns how many were parked."""
     now = time.time()
     inbox.complete(db, outcome.results)
+    if outbox is not None:
+        insert_rows(db, [outbox.for_result(r, vars(outcome.records[r.record_id])) for r in outcome.results])
     parked = inbox.fail(db, outcome.failures, max_attempts)
     if outcome.cache_entries:
         db.conn.executemany(
@@ -73,9 +78,15 @@ class Analyzer:
     name = "analyzer"
 
     def __init__(
-        self, settings: AnalysisSettings, backend: Backend, writer: StoreWriter, reader: sqlite_utils.Database
+        self,
+        settings: AnalysisSettings,
+        backend: Backend,
+        writer: StoreWriter,
+        reader: sqlite_utils.Database,
+        outbox: OutboxBuilder | None = None,
     ) -> None:
         self.settings = settings
+        self.outbox = outbox
         self.backend = backend
         self.writer = writer
         self.reader = reader
@@ -126,7 +137,7 @@ class Analyzer:
         self.busy_since = time.monotonic()
         try:
             outcome = self.pipeline.analyze(claimed, should_stop=self._stop.is_set)
-            self.writer.call(lambda db: store_outcome(db, outcome, s.max_attempts)).result()
+            self.writer.call(lambda db: store_outcome(db, outcome, s.max_attempts, self.outbox)).result()
         finally:
             self.busy_since = None
         self.analyzed += len(outcome.results)
@@ -142,7 +153,7 @@ class Analyzer:
         self._next_digest_check = now + min(interval, DIGEST_CHECK_S)
         digests = make_digests(self.reader, self.backend, self.pipeline.specs[SUMMARIZE], interval)
         if digests:
-            self.writer.call(lambda db: store_digests(db, digests)).result()
+            self.writer.call(lambda db: store_digests(db, digests, self.outbox)).result()
             log.info("stored %d digests", len(digests))
         return len(digests)
 

@@ -14,6 +14,7 @@ import sqlite_utils
 
 from edged.analysis.tasks import SUMMARIZE, InvalidAnswer, TaskSpec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
+from edged.publish.outbox import OutboxBuilder, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,12 @@ def make_digests(
     return out
 
 
-def store_digests(db: sqlite_utils.Database, digests: list[Digest]) -> None:
+def store_digests(db: sqlite_utils.Database, digests: list[Digest], outbox: "OutboxBuilder | None" = None) -> None:
+    if outbox is not None:
+        insert_rows(
+            db,
+            [outbox.for_digest(d.source, d.window_start, d.window_end, d.records, d.summary, d.model) for d in digests],
+        )
     db.conn.executemany(
         "INSERT INTO digests (source, window_start, window_end, records, summary, model, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",

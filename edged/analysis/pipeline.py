@@ -62,6 +62,7 @@ class BatchOutcome:
     miner_state: bytes | None
     model_calls: int
     cache_hits: dict[str, int]
+    records: dict[str, Claimed] = field(default_factory=dict)  # the claimed records, by record_id
 
 
 class Interrupted(Exception):
@@ -184,6 +185,7 @@ class Pipeline:
             miner_state=self.templates.state_if_changed(),
             model_calls=model_calls,
             cache_hits=hits,
+            records={r.record_id: r for r in records},
         )
 
     def _ask(self, w: _Work, task: str) -> int:

@@ -25,6 +25,8 @@ else:  # pragma: no cover - Python 3.10 on Jetson
 DEFAULT_SEARCH = (Path("edged.toml"), Path("/etc/edged/edged.toml"))
 ENV_PREFIX = "EDGED_"
 MQTT_PASSWORD_CREDENTIAL = "mqtt_password"
+# Section -> the systemd credential (LoadCredential=NAME:FILE) that holds its broker password.
+BROKER_CREDENTIALS = {"mqtt": MQTT_PASSWORD_CREDENTIAL, "upstream": "upstream_password"}
 
 
 class ConfigError(Exception):
@@ -129,22 +131,25 @@ def _check_env_json() -> None:
 
 
 def _resolve_secrets(settings: Settings, path: Path | None) -> None:
-    mqtt = settings.mqtt
-    if mqtt.password is not None:
-        return
-    secret_file = mqtt.password_file
-    origin = _origin(("mqtt", "password_file"), {}, path)
-    if secret_file is None:
-        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if cred_dir and (Path(cred_dir) / MQTT_PASSWORD_CREDENTIAL).is_file():
-            secret_file = Path(cred_dir) / MQTT_PASSWORD_CREDENTIAL
-            origin = "systemd credential"
-        else:
-            return
-    try:
-        mqtt.password = SecretStr(secret_file.read_text().rstrip("\r\n"))
-    except OSError as exc:
-        raise ConfigError(f"{origin}: [mqtt] password_file: cannot read {secret_file}: {exc.strerror}") from None
+    for section_name, credential in BROKER_CREDENTIALS.items():
+        broker = getattr(settings, section_name)
+        if broker.password is not None:
+            continue
+        secret_file = broker.password_file
+        origin = _origin((section_name, "password_file"), {}, path)
+        if secret_file is None:
+            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+            if cred_dir and (Path(cred_dir) / credential).is_file():
+                secret_file = Path(cred_dir) / credential
+                origin = f"systemd credential {credential}"
+            else:
+                continue
+        try:
+            broker.password = SecretStr(secret_file.read_text().rstrip("\r\n"))
+        except OSError as exc:
+            raise ConfigError(
+                f"{origin}: [{section_name}] password_file: cannot read {secret_file}: {exc.strerror}"
+            ) from None
 
 
 def load_config(explicit: Path | None = None) -> LoadedConfig:

@@ -80,41 +80,24 @@ class LogsSettings(Section):
     _regexes = field_validator("multiline_start", "machine_pattern")(_check_regex)
 
 
-class MqttSettings(Section):
-    url: str | None = Field(
-        None, description="ingest broker, mqtt://[user@]host[:port] or mqtts://...; unset = MQTT off"
-    )
+class BrokerSettings(Section):
+    """How to reach an MQTT broker; shared by the ingest side ([mqtt]) and the upstream side ([upstream])."""
+
+    url: str | None = Field(None, description="broker, mqtt://[user@]host[:port] or mqtts://...; unset = off")
     password: SecretStr | None = Field(None, description="broker password (prefer password_file)")
     password_file: Path | None = Field(
-        None,
-        description="file holding the password; default: $CREDENTIALS_DIRECTORY/mqtt_password when present",
-    )
-    topics: list[str] = Field(
-        default_factory=lambda: ["factory/+/logs", "factory/+/incidents"],
-        description="subscriptions (QoS below)",
-    )
-    incident_topics: list[str] = Field(
-        default_factory=lambda: ["factory/+/incidents"],
-        description="messages on topics matching these filters are incident reports, unless the payload says its kind",
-    )
-    machine_pattern: str = Field(
-        r"^[^/]+/(?P<machine>[^/]+)/",
-        description="regex searched in the topic; its group 'machine' names the machine for plain-text payloads",
+        None, description="file holding the password; default: the systemd credential mqtt_password ([mqtt]) or upstream_password ([upstream]) when present"
     )
     client_id: str = Field(
         default_factory=lambda: f"edged-{socket.gethostname()}",
         description="fixed client id: the broker keeps the session (and queued messages) under it",
     )
-    qos: Literal[0, 1] = Field(1, description="subscription QoS; 1 = nothing lost while edged is down")
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive")
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay; doubles up to reconnect_max_s")
     reconnect_max_s: float = Field(60.0, gt=0, description="longest reconnect delay (with +-20% jitter)")
     ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (default: system CAs)")
     cert_file: Path | None = Field(None, description="client certificate for mqtts://")
     key_file: Path | None = Field(None, description="client key for mqtts://")
-    max_payload_bytes: int = Field(65_536, ge=256, description="longer texts are truncated and flagged")
-
-    _regexes = field_validator("machine_pattern")(_check_regex)
 
     @field_validator("url")
     @classmethod
@@ -132,6 +115,53 @@ class MqttSettings(Section):
             raise ValueError("has an invalid port") from None
         if parts.password:
             raise ValueError("must not contain a password; use password_file or a credential")
+        return value
+
+
+class MqttSettings(BrokerSettings):
+    """The ingest broker: where machines publish log lines and incident reports."""
+
+    topics: list[str] = Field(
+        default_factory=lambda: ["factory/+/logs", "factory/+/incidents"],
+        description="subscriptions (QoS below)",
+    )
+    incident_topics: list[str] = Field(
+        default_factory=lambda: ["factory/+/incidents"],
+        description="messages on topics matching these filters are incident reports, unless the payload says its kind",
+    )
+    machine_pattern: str = Field(
+        r"^[^/]+/(?P<machine>[^/]+)/",
+        description="regex searched in the topic; its group 'machine' names the machine for plain-text payloads",
+    )
+    qos: Literal[0, 1] = Field(1, description="subscription QoS; 1 = nothing lost while edged is down")
+    max_payload_bytes: int = Field(65_536, ge=256, description="longer texts are truncated and flagged")
+
+    _regexes = field_validator("machine_pattern")(_check_regex)
+
+
+class UpstreamSettings(BrokerSettings):
+    """The upstream broker results are published to (may be the same broker as [mqtt])."""
+
+    client_id: str = Field(
+        default_factory=lambda: f"edged-{socket.gethostname()}-up",
+        description="client id of the publishing connection (must differ from [mqtt] client_id)",
+    )
+    prefix: str = Field("edged", description="first topic level of everything edged publishes")
+    site: str = Field("site", description="the plant or site this box belongs to (a topic level)")
+    node: str = Field(default_factory=socket.gethostname, description="this box's name (a topic level)")
+    topic: str = Field(
+        "{prefix}/{site}/{node}/results/{kind}",
+        description="topic of a result; {kind} is log, incident or digest",
+    )
+    inflight: int = Field(20, ge=1, le=1000, description="results published and not yet acknowledged at most")
+    birth: bool = Field(True, description="retained {prefix}/{site}/{node}/status online, last will offline")
+    sent_ttl_s: float = Field(7 * 86400.0, gt=0, description="results acknowledged upstream are deleted after this")
+
+    @field_validator("prefix", "site", "node")
+    @classmethod
+    def _topic_level(cls, value: str) -> str:
+        if not value or any(c in value for c in "/+#\0"):
+            raise ValueError("must be one non-empty topic level without / + #")
         return value
 
 
@@ -203,6 +233,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     backend: BackendConfig = Field(default_factory=LlamaCppConfig)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)

@@ -192,3 +192,28 @@ def create_analysis_tables(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migration(3)
+def create_outbox(db: sqlite_utils.Database) -> None:
+    # Results waiting to go upstream, written in the same transaction as the result itself. A row
+    # is marked sent only when the broker's PUBACK for it arrives.
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            result_id TEXT NOT NULL UNIQUE,
+            record_id TEXT,
+            kind TEXT NOT NULL,
+            source TEXT,
+            topic TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_attempt_at REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL")
+    db.execute("CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL")

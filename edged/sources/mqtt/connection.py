@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edged.config.settings import MqttSettings
+from edged.config.settings import BrokerSettings
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 POLL_S = 0.5  # longest select wait; keepalive and stop are checked at least this often
@@ -63,7 +63,7 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
 
 def make_client(
-    settings: MqttSettings,
+    settings: BrokerSettings,
     *,
     client_id: str,
     clean_session: bool,

@@ -1,0 +1,336 @@
+"""``edged eval``: score the configured model's classifications against a labelled CSV.
+
+Users pick a model for their box with this, so it measures the model, not edged's caches: every
+row is sent to the backend on its own (no template or exact-text cache), one call per row, and the
+report says how many distinct texts there were (a file with many repeats would be far cheaper for
+the daemon than for this command).
+
+Metrics are single-label multiclass, computed here in plain Python (the same definitions as
+scikit-learn's defaults):
+
+- accuracy: correct / rows scored. A row whose model call failed counts as wrong.
+- micro-F1: from the summed true positives, false positives and false negatives of all classes.
+  When every call succeeds it equals accuracy; a failed call is a false negative without a false
+  positive, so then they differ.
+- macro-F1: the unweighted mean of the per-class F1 over the classes that occur in the data or in
+  the predictions (a taxonomy label that is neither true nor predicted anywhere is left out);
+  precision or recall with a zero denominator is 0.
+- confusion: rows are true labels, columns predicted labels (plus "(error)" when calls failed).
+- latency: wall time of each backend call; p50/p95 by linear interpolation between ranks.
+- tokens/s: completion tokens of the successful calls / the wall time of those calls (prompt
+  evaluation included: it is what a user waits for).
+
+The taxonomy the model chooses from is ``[analysis] labels``. ``labels_from_data`` replaces it with
+the data's own distinct labels (sorted). ``label_map`` keeps the configured taxonomy and maps each
+predicted label to a data label (e.g. fault/safety/security -> alert, normal/warning -> normal).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edged.analysis.tasks import CLASSIFY, InvalidAnswer, classify_spec, parse_answer, request_for
+from edged.backends.base import Backend, BackendError
+from edged.config.settings import AnalysisSettings
+
+ERROR_LABEL = "(error)"  # the confusion-matrix column of rows whose model call failed
+MAX_ERRORS_KEPT = 5  # error messages kept in the report (the count is always complete)
+
+
+class EvalError(ValueError):
+    """The data or the options cannot be evaluated; the message says what to fix."""
+
+
+@dataclass
+class Dataset:
+    path: Path
+    texts: list[str]
+    labels: list[str]
+    rows_read: int
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None = None) -> Dataset:
+    """The first ``limit`` data rows of a CSV file (all without a limit); rows with an empty text or
+    an empty label are skipped and counted."""
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise EvalError(f"--limit must be at least 1, not {limit}")
+    texts: list[str] = []
+    labels: list[str] = []
+    skipped = {"empty_text": 0, "empty_label": 0}
+    rows_read = 0
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames
+            if not columns:
+                raise EvalError(f"{path} is empty: expected a header row with columns {text_col!r} and {label_col!r}")
+            missing = [c for c in (text_col, label_col) if c not in columns]
+            if missing:
+                raise EvalError(
+                    f"{path} has no column {' or '.join(repr(c) for c in missing)}; its columns are: "
+                    + ", ".join(columns)
+                )
+            for row in reader:
+                if limit is not None and rows_read >= limit:
+                    break
+                rows_read += 1
+                text = (row.get(text_col) or "").strip()
+                label = (row.get(label_col) or "").strip()
+                if not text:
+                    skipped["empty_text"] += 1
+                elif not label:
+                    skipped["empty_label"] += 1
+                else:
+                    texts.append(text)
+                    labels.append(label)
+    except FileNotFoundError:
+        raise EvalError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise EvalError(f"{path} is a directory, not a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise EvalError(f"{path} is not UTF-8 text: {exc}") from None
+    except csv.Error as exc:
+        raise EvalError(f"{path}: malformed CSV: {exc}") from None
+    except OSError as exc:
+        raise EvalError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not texts:
+        raise EvalError(f"{path} has no row with both a {text_col!r} text and a {label_col!r} label")
+    return Dataset(path, texts, labels, rows_read, {k: v for k, v in skipped.items() if v})
+
+
+def resolve_labels(
+    data: Dataset, configured: list[str], *, labels_from_data: bool = False, label_map: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(labels the model chooses from, labels the data is scored in). Raises EvalError when the data's
+    labels cannot be scored against the taxonomy."""
+    in_data = sorted(set(data.labels))
+    if labels_from_data and label_map:
+        raise EvalError("use either --labels-from-data or --map, not both")
+    if labels_from_data:
+        if len(in_data) < 2:
+            raise EvalError(f"{data.path} has only one distinct label ({in_data[0]!r}): a taxonomy needs two or more")
+        return in_data, in_data
+    if label_map:
+        unknown = sorted(set(label_map) - set(configured))
+        if unknown:
+            raise EvalError(
+                f"--map names labels that are not in the taxonomy ([analysis] labels = {', '.join(configured)}): "
+                + ", ".join(unknown)
+            )
+        unmapped = [label for label in configured if label not in label_map]
+        if unmapped:
+            raise EvalError("--map must map every label of the taxonomy; unmapped: " + ", ".join(unmapped))
+        targets = sorted(set(label_map.values()))
+        outside = [label for label in in_data if label not in targets]
+        if outside:
+            raise EvalError(
+                f"labels in {data.path} that no --map target produces ({', '.join(targets)}): " + ", ".join(outside)
+            )
+        return list(configured), targets
+    outside = [label for label in in_data if label not in configured]
+    if outside:
+        raise EvalError(
+            f"labels in {data.path} that are not in the taxonomy ([analysis] labels = {', '.join(configured)}): "
+            + ", ".join(outside)
+            + ". Use --labels-from-data to score with the data's own labels, or --map MODEL=DATA to map them"
+        )
+    return list(configured), list(configured)
+
+
+def parse_label_map(items: list[str] | None) -> dict[str, str] | None:
+    """``["fault=alert", "normal=normal"]`` -> {"fault": "alert", "normal": "normal"}."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        for pair in item.split(","):
+            model_label, sep, data_label = pair.partition("=")
+            if not sep or not model_label.strip() or not data_label.strip():
+                raise EvalError(f"--map takes MODEL_LABEL=DATA_LABEL pairs, not {pair!r}")
+            out[model_label.strip()] = data_label.strip()
+    return out
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100), linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def classification_metrics(gold: list[str], pred: list[str | None], labels: list[str]) -> dict[str, Any]:
+    """Accuracy, micro/macro F1, a per-class report and a confusion matrix. ``pred`` None = failed call."""
+    if len(gold) != len(pred):
+        raise ValueError("gold and pred differ in length")
+    order = list(labels) + sorted({*gold, *(p for p in pred if p is not None)} - set(labels))
+    per_class: dict[str, dict[str, float | int]] = {}
+    f1s: dict[str, float] = {}  # unrounded, for macro-F1
+    tp_sum = fp_sum = fn_sum = 0
+    for label in order:
+        tp = sum(1 for g, p in zip(gold, pred) if g == label and p == label)
+        fp = sum(1 for g, p in zip(gold, pred) if g != label and p == label)
+        fn = sum(1 for g, p in zip(gold, pred) if g == label and p != label)
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        f1s[label] = _f1(precision, recall)
+        per_class[label] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1s[label], 4),
+            "support": tp + fn,
+            "predicted": tp + fp,
+        }
+        tp_sum, fp_sum, fn_sum = tp_sum + tp, fp_sum + fp, fn_sum + fn
+    present = [c for c in order if per_class[c]["support"] or per_class[c]["predicted"]]
+    micro_p, micro_r = _ratio(tp_sum, tp_sum + fp_sum), _ratio(tp_sum, tp_sum + fn_sum)
+    columns = order + ([ERROR_LABEL] if any(p is None for p in pred) else [])
+    matrix = [[0] * len(columns) for _ in order]
+    for g, p in zip(gold, pred):
+        matrix[order.index(g)][columns.index(ERROR_LABEL if p is None else p)] += 1
+    return {
+        "accuracy": round(_ratio(tp_sum, len(gold)), 4),
+        "micro_f1": round(_f1(micro_p, micro_r), 4),
+        "macro_f1": round(_ratio(sum(f1s[c] for c in present), len(present)), 4),
+        "per_class": per_class,
+        "confusion": {"rows": "true label", "columns": "predicted label",
+                      "true_labels": order, "predicted_labels": columns, "matrix": matrix},
+    }
+
+
+# -- the run ------------------------------------------------------------------------------------
+def evaluate(
+    backend: Backend,
+    settings: AnalysisSettings,
+    data: Dataset,
+    *,
+    kind: str = "log",
+    labels_from_data: bool = False,
+    label_map: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Classify every row of ``data`` with ``backend``, one call per row, and score the answers."""
+    model_labels, eval_labels = resolve_labels(
+        data, list(settings.labels), labels_from_data=labels_from_data, label_map=label_map
+    )
+    model_settings = settings.model_copy(update={"labels": model_labels})
+    spec = classify_spec(model_settings)
+    predictions: list[str | None] = []
+    predicted_raw: dict[str, int] = {}
+    latencies: list[float] = []
+    ok_seconds = 0.0
+    completion_tokens = 0
+    errors: list[str] = []
+    started = time.perf_counter()
+    for i, text in enumerate(data.texts):
+        request = request_for(spec, text, kind=kind)
+        t0 = time.perf_counter()
+        try:
+            completion = backend.complete(request)
+            label = parse_answer(spec, completion)["label"]
+        except (BackendError, InvalidAnswer) as exc:
+            latencies.append(time.perf_counter() - t0)
+            errors.append(f"row {i + 1}: {exc}")
+            predictions.append(None)
+        else:
+            seconds = time.perf_counter() - t0
+            latencies.append(seconds)
+            ok_seconds += seconds
+            completion_tokens += completion.completion_tokens
+            predicted_raw[label] = predicted_raw.get(label, 0) + 1
+            predictions.append(label_map.get(label, label) if label_map else label)
+        if progress is not None:
+            progress(i + 1, len(data.texts))
+    wall = time.perf_counter() - started
+    metrics = classification_metrics(data.labels, predictions, eval_labels)
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    return {
+        "data": str(data.path),
+        "task": CLASSIFY,
+        "kind": kind,
+        "model": backend.model_name,
+        "backend": backend.name,
+        "n": len(data.texts),
+        "rows_read": data.rows_read,
+        "skipped": data.skipped_total,
+        "skipped_by_reason": data.skipped,
+        "distinct_texts": len(set(data.texts)),
+        "label_source": "data" if labels_from_data else "map" if label_map else "config",
+        "taxonomy": model_labels,
+        "labels": eval_labels,
+        "label_map": label_map,
+        **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
+        "per_class": metrics["per_class"],
+        "confusion": metrics["confusion"],
+        "predicted_model_labels": predicted_raw,
+        "model_calls": len(latencies),
+        "errors": len(errors),
+        "error_examples": errors[:MAX_ERRORS_KEPT],
+        "latency_ms": {
+            "p50": round(p50 * 1000, 1) if p50 is not None else None,
+            "p95": round(p95 * 1000, 1) if p95 is not None else None,
+            "mean": round(sum(latencies) / len(latencies) * 1000, 1) if latencies else None,
+        },
+        "completion_tokens": completion_tokens,
+        "tokens_per_s": round(completion_tokens / ok_seconds, 1) if ok_seconds > 0 else None,
+        "seconds": round(wall, 3),
+        "records_per_s": round(len(data.texts) / wall, 2) if wall > 0 else None,
+    }
+
+
+# -- the human report -----------------------------------------------------------------------------
+def format_report(r: dict[str, Any]) -> str:
+    source = {"data": "the data's own labels", "map": "the configured taxonomy, mapped", "config": "config"}
+    lines = [
+        f"data        {r['data']}: {r['n']} rows scored, {r['skipped']} skipped, {r['distinct_texts']} distinct texts",
+        f"model       {r['model']} via {r['backend']}; task {r['task']}, kind {r['kind']}",
+        f"taxonomy    {', '.join(r['taxonomy'])} (from {source[r['label_source']]})",
+    ]
+    if r["label_map"]:
+        lines.append("mapping     " + ", ".join(f"{k} -> {v}" for k, v in r["label_map"].items()))
+    lat = r["latency_ms"]
+    tps = "n/a" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}"
+    lines += [
+        "",
+        f"accuracy {r['accuracy']:.3f}   micro-F1 {r['micro_f1']:.3f}   macro-F1 {r['macro_f1']:.3f}",
+        f"model calls {r['model_calls']} ({r['errors']} failed); latency p50 {lat['p50']} ms, p95 {lat['p95']} ms;"
+        f" {tps} tokens/s; {r['seconds']:.1f} s in all",
+        "",
+    ]
+    width = max([len("label")] + [len(k) for k in r["per_class"]])
+    lines.append(f"{'label':<{width}}  precision  recall     f1  support")
+    for label, row in r["per_class"].items():
+        lines.append(
+            f"{label:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
+        )
+    conf = r["confusion"]
+    cols = conf["predicted_labels"]
+    cw = [max(len(c), len(str(max((row[j] for row in conf["matrix"]), default=0)))) for j, c in enumerate(cols)]
+    lines += ["", "confusion (rows: true label, columns: predicted)"]
+    lines.append(" " * width + "  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, cw)))
+    for label, row in zip(conf["true_labels"], conf["matrix"]):
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(row, cw)))
+    if r["error_examples"]:
+        lines += ["", "failed calls (first few):"] + [f"  {e}" for e in r["error_examples"]]
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Building outbox rows: the message each result (or digest) will be published as.
+
+Rows are written by the analyzer in the same transaction as the results they carry, so a result
+is never stored without its message, nor published without being stored. ``result_id`` is stable:
+analyzing the same record again (after a crash) gives the same id, and the row is not duplicated.
+The payload is documented by ``result.schema.json`` beside this file; ``published_at`` is added
+when the message is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, NamedTuple
+
+import sqlite_utils
+
+from edged.config.settings import UpstreamSettings
+from edged.store.inbox import ResultRow
+
+SCHEMA_VERSION = 1
+MAX_TEXT_CHARS = 4000  # the record's text travels with its result, up to this much
+
+
+class OutboxRow(NamedTuple):
+    result_id: str
+    record_id: str | None
+    kind: str
+    source: str | None
+    topic: str
+    payload: str
+    created_at: float
+
+
+INSERT_OUTBOX = (
+    "INSERT OR IGNORE INTO outbox (result_id, record_id, kind, source, topic, payload, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def result_id_for(record_id: str, model_sha256: str | None, prompt_version: str, refined: bool = False) -> str:
+    h = hashlib.blake2b(f"{record_id}\0{model_sha256 or ''}\0{prompt_version}".encode(), digest_size=12).hexdigest()
+    return f"res:{h}" + (":refined" if refined else "")
+
+
+def topic_for(settings: UpstreamSettings, kind: str) -> str:
+    return settings.topic.format(prefix=settings.prefix, site=settings.site, node=settings.node, kind=kind)
+
+
+def status_topic(settings: UpstreamSettings) -> str:
+    return f"{settings.prefix}/{settings.site}/{settings.node}/status"
+
+
+class OutboxBuilder:
+    """Turns results and digests into outbox rows for one node's upstream settings."""
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.settings = settings
+
+    def _row(self, result_id: str, record_id: str | None, kind: str, source: str | None, payload: dict) -> OutboxRow:
+        body = {"schema": SCHEMA_VERSION, "result_id": result_id, "node": self.settings.node, "site": self.settings.site}
+        body.update(payload)
+        return OutboxRow(
+            result_id, record_id, kind, source, topic_for(self.settings, kind),
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")), time.time(),
+        )
+
+    def for_result(self, result: ResultRow, record: dict[str, Any], refined: bool = False) -> OutboxRow:
+        """``record`` holds the inbox row's record_id, source, machine, kind, text, flags, received_at."""
+        result_id = result_id_for(result.record_id, result.model_sha256, result.prompt_version, refined)
+        payload = {
+            "record_id": result.record_id,
+            "kind": record["kind"],
+            "machine": record.get("machine"),
+            "source": record["source"],
+            "text": record["text"][:MAX_TEXT_CHARS],
+            "flags": record["flags"].split() if record.get("flags") else [],
+            "template_id": result.template_id,
+            "received_at": record["received_at"],
+            "analyzed_at": result.analyzed_at,
+            "label": result.label,
+            "severity": result.severity,
+            "confidence": result.confidence,
+            "needs_review": result.needs_review,
+            "fields": result.fields,
+            "summary": result.summary,
+            "path": result.path,
+            "refined": refined,
+            "model": {"name": result.model, "sha256": result.model_sha256, "backend": result.backend},
+            "prompt_version": result.prompt_version,
+            "latency_ms": result.latency_ms,
+        }
+        return self._row(result_id, result.record_id, record["kind"], record["source"], payload)
+
+    def for_digest(self, source: str, window_start: float, window_end: float, records: int, summary: str, model: str) -> OutboxRow:
+        h = hashlib.blake2b(f"{source}\0{window_end!r}".encode(), digest_size=12).hexdigest()
+        payload = {
+            "record_id": None,
+            "kind": "digest",
+            "source": source,
+            "window_start": window_start,
+            "window_end": window_end,
+            "records": records,
+            "summary": summary,
+            "analyzed_at": time.time(),
+            "model": {"name": model},
+        }
+        return self._row(f"dig:{h}", None, "digest", source, payload)
+
+
+def insert_rows(db: sqlite_utils.Database, rows: list[OutboxRow]) -> None:
+    if rows:
+        db.conn.executemany(INSERT_OUTBOX, rows)
