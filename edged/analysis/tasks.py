@@ -16,7 +16,7 @@ from typing import Any
 from edged.backends.base import Completion, CompletionRequest
 from edged.config.settings import AnalysisSettings
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 CLASSIFY, EXTRACT, SUMMARIZE = "classify", "extract", "summarize"
 TASKS = (CLASSIFY, EXTRACT, SUMMARIZE)
 MAX_INPUT_CHARS = 2000  # what of a record the model sees; a 135M model gains nothing from more
@@ -32,13 +32,37 @@ class TaskSpec:
     max_tokens: int
 
 
+# What the default labels mean, and one example each. Only labels in the configured taxonomy are
+# described and exemplified; a 135M model needs the examples far more than a longer instruction.
+LABEL_HINTS = {
+    "normal": "routine operation",
+    "warning": "something to watch before it fails",
+    "fault": "a machine, part or program failed or stopped",
+    "safety": "danger to people: emergency stop, guard open, fire, injury",
+    "security": "logins, access, attacks, certificates",
+}
+CLASSIFY_EXAMPLES = [
+    ("cycle complete part 4411 in 32.1 s", "normal", 0),
+    ("WARN coolant level low (18%)", "warning", 2),
+    ("ERROR spindle 2 overtemp 91C, axis stopped", "fault", 4),
+    ("E-STOP pressed at station 3, light curtain interrupted", "safety", 5),
+    ("failed password for admin from 10.0.0.7 port 22", "security", 3),
+]
+
+
 def classify_spec(s: AnalysisSettings) -> TaskSpec:
-    labels = ", ".join(s.labels)
+    described = "; ".join(f"{label} ({LABEL_HINTS[label]})" if label in LABEL_HINTS else label for label in s.labels)
+    examples = "".join(
+        f'\n"{text}" -> {{"label": "{label}", "severity": {severity}}}'
+        for text, label, severity in CLASSIFY_EXAMPLES
+        if label in s.labels
+    )
     system = (
         "You label log lines and incident reports from industrial machines (PLCs, CNC machines, robots, "
-        f"gateways). Choose one label from: {labels}. "
-        "Severity: 0 = routine, 1 = notice, 2 = minor, 3 = needs attention, 4 = stops production, 5 = danger to people. "
-        "Answer only with JSON."
+        f"gateways). Labels: {described}. "
+        "Severity: 0 = routine, 1 = notice, 2 = minor, 3 = needs attention, 4 = stops production, 5 = danger to people."
+        + (f"\nExamples:{examples}" if examples else "")
+        + "\nAnswer only with JSON."
     )
     schema = {
         "type": "object",
@@ -71,7 +95,10 @@ def extract_spec(s: AnalysisSettings) -> TaskSpec:
         "required": list(s.extract_fields),
         "additionalProperties": False,
     }
-    return TaskSpec(EXTRACT, system, schema, max_tokens=24 + 20 * len(properties))
+    # Room for every string at its longest (one token per character at worst), so the grammar,
+    # not the token limit, ends the answer: a cut-off answer is not JSON.
+    budget = 16 + sum(s.max_string_chars + 8 if kind == "string" else 16 for kind in s.extract_fields.values())
+    return TaskSpec(EXTRACT, system, schema, max_tokens=budget)
 
 
 def summarize_spec(s: AnalysisSettings) -> TaskSpec:
@@ -85,7 +112,7 @@ def summarize_spec(s: AnalysisSettings) -> TaskSpec:
         "required": ["summary"],
         "additionalProperties": False,
     }
-    return TaskSpec(SUMMARIZE, system, schema, max_tokens=s.summary_max_chars // 2 + 16)
+    return TaskSpec(SUMMARIZE, system, schema, max_tokens=s.summary_max_chars + 24)
 
 
 def build_specs(s: AnalysisSettings) -> dict[str, TaskSpec]:
@@ -194,7 +221,12 @@ def label_confidence(completion: Completion, label: str, labels: list[str]) -> f
         for candidate in labels:
             if candidate.startswith(piece) or piece.startswith(candidate):
                 scores[candidate] = max(scores.get(candidate, 0.0), math.exp(logprob))
-    total = sum(scores.values())
-    if total <= 0 or label not in scores:
+    if label not in scores:
+        return None
+    # A label none of whose first tokens made the top list had at most the smallest listed
+    # probability: count it at that bound, so a short list cannot fake certainty.
+    floor = math.exp(min(alternatives.values())) if len(alternatives) > 1 else 0.0
+    total = sum(scores.values()) + floor * sum(1 for candidate in labels if candidate not in scores)
+    if total <= 0:
         return None
     return round(scores[label] / total, 4)
