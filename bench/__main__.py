@@ -1,6 +1,7 @@
-"""Run every ingest benchmark: ``python -m bench [--quick] [--only files,mqtt]``.
+"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis]``.
 
-Results go to bench/results/ingest_files.json and bench/results/ingest_mqtt.json.
+Results go to bench/results/ingest_files.json, bench/results/ingest_mqtt.json, bench/results/web.json
+and bench/results/analysis.json.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import ingest_files, ingest_mqtt
+from bench import analysis, ingest_files, ingest_mqtt, web
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="100k lines / 5k messages, one run each (a smoke test)")
-    p.add_argument("--only", default="files,mqtt", help="comma-separated: files, mqtt")
+    p.add_argument("--only", default="files,mqtt,web,analysis", help="comma-separated: files, mqtt, web, analysis")
     args = p.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     lines = []
@@ -37,6 +38,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"mqtt {mode}: edged {e['msgs_per_s']:,.0f} msgs/s (goal 5,000), raw paho"
                     f" {res['raw']['msgs_per_s']:,.0f}; edged/raw {r['ratios'][f'{mode}: edged/raw']}"
                 )
+    if "web" in only:
+        r = web.main(["--quick"] if args.quick else [])
+        for phase, res in r["results"].items():
+            a = res["all"]
+            lines.append(
+                f"web {phase}: p50 {a['p50_ms']} ms, p95 {a['p95_ms']} ms over {res['requests']} requests"
+                f" ({res['requests_per_s']:,.0f}/s, {a['errors']} errors)"
+            )
+    if "analysis" in only:
+        lines += analysis.summary_lines(analysis.main(["--quick"] if args.quick else []))
     print("\n".join(lines), file=sys.stderr)
     return 0
 

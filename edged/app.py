@@ -7,6 +7,7 @@ state is in SQLite, so a restart resumes where the last commit left off.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Protocol
 
 from edged import __version__
-from edged.config import LoadedConfig
+from edged.config import ConfigError, LoadedConfig
+from edged.logsetup import log_destination
 from edged.sources.files.discovery import watch_root
 from edged.store.database import connect, open_database
 from edged.store.writer import StoreWriter
+from edged.systemd import Notifier, ServiceMonitor, watchdog_interval
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,11 @@ class Daemon:
         self.sources: list[Worker] = []
         self.backend = None
         self.analyzer = None
+        self.publisher = None
+        self.retention = None
+        # sd_notify: a no-op unless systemd started us with $NOTIFY_SOCKET (Type=notify).
+        self.notifier = Notifier()
+        self.web = None
 
     def request_stop(self, signum: int | None = None, frame: object = None) -> None:
         if signum is not None:
@@ -51,22 +59,52 @@ class Daemon:
 
     def start(self) -> None:
         s = self.settings
+        if s.mqtt.url and s.upstream.url and s.mqtt.client_id == s.upstream.client_id:
+            raise ConfigError(
+                f"{self.loaded.path or 'built-in defaults'}: [upstream] client_id: must differ from [mqtt] client_id"
+                f" ({s.mqtt.client_id!r}); two connections with one client id throw each other off the broker"
+            )
         # The model first: a missing or corrupt model stops edged before anything else starts.
         if s.analysis.enabled:
+            self.notifier.status("loading the model")
             self.backend = build_backend(self.settings)
+        self.notifier.status("opening the database")
         db = open_database(s.store.path)
-        self.writer = StoreWriter(db, max_batch_rows=s.store.batch_max_rows, max_queued_rows=s.store.queue_max_rows)
+        self.writer = StoreWriter(db, max_batch_rows=batch_rows_for(s.store), max_queued_rows=s.store.queue_max_rows)
         self.writer.start()
+        from edged.store.retention import Backpressure, Retention
+
+        # The size cap and the backlog's high water hold the sources through one shared object.
+        backpressure = Backpressure()
+        self.retention = Retention(
+            s.store, self.writer, backpressure,
+            count_unanalyzed=self.backend is not None, count_unsent=bool(s.upstream.url),
+        )
+        self.retention.start()
+        if s.web.enabled:
+            from edged.web.server import WebServer
+
+            # Reads the other workers lazily: they may start after it, or not at all.
+            self.web = WebServer(s, self, workers=self._workers, config_path=self.loaded.path)
+            self.web.start()
         if s.logs.paths:
             from edged.sources.files.source import FileSource
 
-            self.sources.append(FileSource(s.logs, self.writer, connect(s.store.path)))
+            self.sources.append(FileSource(s.logs, self.writer, connect(s.store.path), backpressure))
         if s.mqtt.url:
             from edged.sources.mqtt import MqttSource
 
-            self.sources.append(MqttSource(s.mqtt, self.writer))
+            self.sources.append(MqttSource(s.mqtt, self.writer, backpressure))
         for source in self.sources:
             source.start()
+        if s.upstream.url:
+            from edged.publish.publisher import Publisher
+
+            try:
+                self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path))
+            except ValueError as exc:
+                raise ConfigError(f"{self.loaded.path or 'built-in defaults'}: {exc}") from None
+            self.publisher.start()
         if self.backend is not None:
             from edged.analysis.analyzer import Analyzer
 
@@ -75,6 +113,8 @@ class Daemon:
             self.analyzer = Analyzer(
                 s.analysis, self.backend, self.writer, connect(s.store.path), OutboxBuilder(s.upstream)
             )
+            if self.publisher is not None:
+                self.analyzer.on_stored = self.publisher.wake
             self.analyzer.start()
 
     def run(self) -> int:
@@ -82,32 +122,62 @@ class Daemon:
         self.start()
         self._print_banner()
         log.info("edged %s ready", __version__)
+        # READY=1 only now: the store is open and migrated, the model loaded, every worker started.
+        monitor = self._service_monitor()
+        monitor.ready()
         code = 0
-        while not self.stop_requested.wait(HEALTH_CHECK_S):
+        while not self.stop_requested.wait(monitor.check_interval(HEALTH_CHECK_S)):
             dead = [w.name for w in self._workers() if not w.is_alive()]
             if dead:
                 log.error("worker(s) %s died; exiting so the service manager restarts edged", ", ".join(dead))
                 code = 1
                 break
+            monitor.check()  # pings the watchdog only while healthy
+        monitor.stopping()
         self.shutdown()
+        if monitor.reader is not None:
+            monitor.reader.close()
+        self.notifier.close()
         return code
+
+    def _service_monitor(self) -> ServiceMonitor:
+        reader = connect(self.settings.store.path, readonly=True) if self.notifier.enabled else None
+        return ServiceMonitor(
+            self.notifier,
+            workers=self._workers,
+            analyzer=self.analyzer,
+            writer=self.writer,
+            reader=reader,
+            stuck_after_s=self.settings.analysis.stuck_after_s,
+            watchdog_s=watchdog_interval(),
+        )
 
     def _workers(self) -> list[Worker]:
         workers: list[Worker] = list(self.sources)
+        if self.retention is not None:
+            workers.append(self.retention)
         if self.analyzer is not None:
             workers.append(self.analyzer)
+        if self.publisher is not None:
+            workers.append(self.publisher)
         if self.writer is not None:
             workers.append(_WriterWorker(self.writer))
+        if self.web is not None:
+            workers.append(self.web)
         return workers
 
     def shutdown(self) -> None:
         """Stop reading files, store what is queued (which acks its MQTT messages), then disconnect."""
+        if self.web is not None:  # first: no new changes from the page while the rest stops
+            self.web.stop()
         mqtt = [src for src in self.sources if src.name == "mqtt"]
         for source in self.sources:
             if source.name != "mqtt":
                 source.stop()
         if self.analyzer is not None:
             self.analyzer.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self.writer is not None and self.writer.is_alive():
             try:
                 self.writer.call(lambda db: None).result(timeout=30)
@@ -115,6 +185,9 @@ class Daemon:
                 log.error("could not store the last batch before stopping: %s", exc)
         for source in mqtt:
             source.stop()
+        # Last but one: whatever the broker acknowledged is marked sent through the writer.
+        if self.publisher is not None:
+            self.publisher.stop()
         if self.writer is not None:
             self.writer.stop()
             self.writer.db.close()
@@ -138,14 +211,35 @@ class Daemon:
             lines.append(f"  mqtt:     {s.mqtt.url} topics {', '.join(s.mqtt.topics)}")
         else:
             lines.append("  mqtt:     off (set [mqtt] url to subscribe to a broker)")
+        if s.upstream.url:
+            from edged.publish.outbox import topic_for
+
+            lines.append(f"  upstream: {s.upstream.url} as {s.upstream.client_id}, topic {topic_for(s.upstream, '{kind}')}")
+        else:
+            lines.append("  upstream: off (set [upstream] url to publish results; until then they queue in the database)")
         if self.backend is not None:
             b = self.backend
             lines.append(f"  model:    {b.model_name} via {b.name}" + ("" if b.model_sha256 else " (unverified)"))
         else:
             lines.append("  model:    analysis off ([analysis] enabled = false)")
-        lines.append("  logs:     stderr")
+        if self.web is not None:
+            lines.append(f"  web:      {self.web.banner()}")
+        else:
+            lines.append("  web:      off ([web] enabled = false)")
+        lines.append(f"  logs:     {log_destination()}")
         lines.append("  status:   edged status")
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+ROW_WAL_BYTES = 4000  # write-ahead log a stored row may cost, indexes and page rounding included
+
+
+def batch_rows_for(store) -> int:
+    """Rows per transaction. One transaction's write-ahead log counts against the size cap until
+    the next checkpoint, so under a small cap transactions are kept to a small share of it."""
+    if not store.max_bytes:
+        return store.batch_max_rows
+    return max(100, min(store.batch_max_rows, store.max_bytes // (20 * ROW_WAL_BYTES)))
 
 
 def build_backend(settings):
@@ -176,6 +270,8 @@ class _WriterWorker:
 
 
 def run_daemon(loaded: LoadedConfig) -> int:
+    # A watchdog kill (SIGABRT) or a crash in native code prints every thread's stack first.
+    faulthandler.enable(all_threads=True)
     daemon = Daemon(loaded)
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)

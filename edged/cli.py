@@ -1,4 +1,4 @@
-"""The ``edged`` command: run, status, submit, config check, model, version."""
+"""The ``edged`` command: run, status, submit, config check, db vacuum, model, version."""
 
 from __future__ import annotations
 
@@ -52,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("check", parents=[common], help="validate and print the effective config, secrets redacted")
+    db = sub.add_parser("db", parents=[common], help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    vacuum = db_sub.add_parser(
+        "vacuum", parents=[common],
+        help="rewrite the database to give the space of deleted rows back to the disk (stop edged first)",
+        description="Rewrite the database file without its free pages (SQLite VACUUM). Needs free disk"
+        " space of about the database's size, twice that to be safe (a temporary copy and the"
+        " write-ahead log). Stop the daemon first: while it runs, vacuum waits for its lock and the"
+        " daemon then waits for the vacuum.",
+    )
+    vacuum.add_argument("--auto-vacuum", choices=["none", "incremental"],
+                        help="also switch SQLite's auto_vacuum mode; with incremental, edged gives space back"
+                             " to the disk after each eviction by itself")
     sub.add_parser("version", help="print the version")
     from edged.models.cli import add_model_parser
 
@@ -80,7 +93,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     path = loaded.settings.store.path
-    status = collect_status(_open_existing_db(path), path)
+    status = collect_status(_open_existing_db(path), path, loaded.settings.store.max_bytes)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 
@@ -150,6 +163,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from edged.store.vacuum import vacuum
+
+    loaded = _load(args)
+    path = loaded.settings.store.path
+    if not path.exists():
+        raise ConfigError(f"no database at {path}: edged has not run with this config yet")
+    return vacuum(path, auto_vacuum=args.auto_vacuum)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     loaded = load_config(getattr(args, "config", None))
     where = loaded.path or "embedded defaults (no config file found)"
@@ -176,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             from edged.models.cli import run_model_command
 
             return run_model_command(args)
-        commands = {"run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze, "eval": cmd_eval}
+        commands = {
+            "run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze, "eval": cmd_eval,
+            "db": cmd_db,
+        }
         return commands[args.command](args)
     except ConfigError as exc:
         print(f"edged: configuration error:\n{exc}", file=sys.stderr)

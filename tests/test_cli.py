@@ -53,6 +53,7 @@ class Box:
             f'[logs]\npaths = ["{self.logs}/*.log"]\nrescan_interval_s = 0.5\n'
             # These tests are about the CLI and ingest; the real model is exercised in test_analysis_model.py.
             "[analysis]\nenabled = false\n"
+            '[web]\nlisten = "127.0.0.1:0"\n'  # never the port a developer's `make run` holds
             + extra
         )
 

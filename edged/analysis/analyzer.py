@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import sqlite_utils
 
@@ -76,6 +76,7 @@ def store_outcome(
 
 class Analyzer:
     name = "analyzer"
+    on_stored: Callable[[], None] | None = None  # called after results are committed (the publisher's wake)
 
     def __init__(
         self,
@@ -138,6 +139,8 @@ class Analyzer:
         try:
             outcome = self.pipeline.analyze(claimed, should_stop=self._stop.is_set)
             self.writer.call(lambda db: store_outcome(db, outcome, s.max_attempts, self.outbox)).result()
+            if self.on_stored is not None:
+                self.on_stored()
         finally:
             self.busy_since = None
         self.analyzed += len(outcome.results)

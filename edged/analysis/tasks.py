@@ -19,7 +19,8 @@ from edged.config.settings import AnalysisSettings
 PROMPT_VERSION = "2"
 CLASSIFY, EXTRACT, SUMMARIZE = "classify", "extract", "summarize"
 TASKS = (CLASSIFY, EXTRACT, SUMMARIZE)
-MAX_INPUT_CHARS = 2000  # what of a record the model sees; a 135M model gains nothing from more
+MAX_INPUT_CHARS = 1000  # what of a record the model sees: digits are one token each, and the
+# system prompt plus the longest answer must still fit a 2048-token context
 
 _JSON_TYPES = {"string": "string", "number": "number", "integer": "integer"}
 

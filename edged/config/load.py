@@ -27,6 +27,8 @@ ENV_PREFIX = "EDGED_"
 MQTT_PASSWORD_CREDENTIAL = "mqtt_password"
 # Section -> the systemd credential (LoadCredential=NAME:FILE) that holds its broker password.
 BROKER_CREDENTIALS = {"mqtt": MQTT_PASSWORD_CREDENTIAL, "upstream": "upstream_password"}
+WEB_TOKEN_CREDENTIAL = "web_token"  # LoadCredential=web_token:/etc/edged/web_token
+MIN_WEB_TOKEN_CHARS = 12
 
 
 class ConfigError(Exception):
@@ -152,6 +154,29 @@ def _resolve_secrets(settings: Settings, path: Path | None) -> None:
             ) from None
 
 
+def _resolve_web_token(settings: Settings, path: Path | None) -> None:
+    """[web] token from token_file, else from the systemd credential web_token. Without either the
+    web server generates one in the state directory at start (see edged.web.auth)."""
+    web = settings.web
+    if web.token is not None:
+        return
+    secret_file, origin = web.token_file, _origin(("web", "token_file"), {}, path)
+    if secret_file is None:
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not (cred_dir and (Path(cred_dir) / WEB_TOKEN_CREDENTIAL).is_file()):
+            return
+        secret_file, origin = Path(cred_dir) / WEB_TOKEN_CREDENTIAL, f"systemd credential {WEB_TOKEN_CREDENTIAL}"
+    try:
+        token = secret_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{origin}: [web] token_file: cannot read {secret_file}: {exc.strerror}") from None
+    if len(token) < MIN_WEB_TOKEN_CHARS:
+        raise ConfigError(
+            f"{origin}: [web] token_file: the token in {secret_file} is shorter than {MIN_WEB_TOKEN_CHARS} characters"
+        )
+    web.token = SecretStr(token)
+
+
 def load_config(explicit: Path | None = None) -> LoadedConfig:
     """Find, read and validate the configuration. Raises ConfigError with operator-ready text."""
     path = find_config(explicit)
@@ -165,6 +190,7 @@ def load_config(explicit: Path | None = None) -> LoadedConfig:
     except SettingsError as exc:  # an environment value pydantic-settings could not even parse
         raise ConfigError(f"environment: {exc}") from None
     _resolve_secrets(settings, path)
+    _resolve_web_token(settings, path)
     return LoadedConfig(settings=settings, path=path)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edged.backends import BackendConfig
@@ -45,6 +45,32 @@ class StoreSettings(Section):
     queue_max_rows: int = Field(
         100_000, ge=1000, description="rows waiting for the writer before sources are made to wait"
     )
+    max_bytes: int = Field(
+        2_000_000_000,
+        ge=0,
+        description="database size cap in bytes (pages in use + write-ahead log); above it the oldest results"
+        " are evicted (see edged.store.retention); 0 = no cap",
+    )
+    high_water: int = Field(
+        200_000, ge=1, description="unanalyzed + unsent rows above which the sources pause reading"
+    )
+    low_water: int = Field(150_000, ge=0, description="paused sources resume below this many unanalyzed + unsent rows")
+    check_interval_s: float = Field(2.0, gt=0, description="how often the size cap and the backlog are checked")
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _cap_not_tiny(cls, value: int) -> int:
+        if 0 < value < 1 << 20:  # a smaller cap would hold little more than the schema
+            raise ValueError("must be 0 (no cap) or at least 1048576 bytes (1 MiB)")
+        return value
+
+    @field_validator("low_water")
+    @classmethod
+    def _low_below_high(cls, value: int, info: ValidationInfo) -> int:
+        high = info.data.get("high_water")
+        if high is not None and value >= high:
+            raise ValueError(f"must be less than high_water ({high})")
+        return value
 
 
 class LogsSettings(Section):
@@ -207,6 +233,12 @@ class AnalysisSettings(Section):
     digest_interval_s: float = Field(
         3600.0, ge=0, description="summarize each source's recent log lines this often; 0 = never"
     )
+    stuck_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="under systemd, the watchdog ping is withheld (and edged restarted) when the analyzer has"
+        " been on one batch for longer than this; keep it above the time batch_size records take",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -218,6 +250,51 @@ class AnalysisSettings(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port); an IPv6 address goes in brackets: ``[::1]:8080``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError("an IPv6 address must be written in brackets, e.g. [::1]:8080")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address must be written in brackets, e.g. [::]:8080")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} is not a number from 0 to 65535")
+    return host, int(port)
+
+
+class WebSettings(Section):
+    """The technician web page, its JSON API, /healthz and /metrics (see edged.web)."""
+
+    enabled: bool = Field(True, description="serve the web page")
+    listen: str = Field(
+        "127.0.0.1:8080", description="host:port to listen on ([::1]:8080 for IPv6; 0.0.0.0:8080 = every interface)"
+    )
+    token: SecretStr | None = Field(None, description="token that allows changes (prefer token_file)")
+    token_file: Path | None = Field(
+        None,
+        description="file holding the token; default: the systemd credential web_token when present, else"
+        " web_token in the state directory, generated at first start",
+    )
+    refresh_s: float = Field(10.0, ge=0, description="seconds between refreshes of the overview; 0 = never")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 12:
+            raise ValueError("must be at least 12 characters")
+        return value
 
 
 class Settings(BaseSettings):
@@ -238,6 +315,7 @@ class Settings(BaseSettings):
     backend: BackendConfig = Field(default_factory=LlamaCppConfig)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("backend", mode="before")
     @classmethod

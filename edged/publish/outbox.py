@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlite_utils
@@ -20,6 +21,7 @@ from edged.config.settings import UpstreamSettings
 from edged.store.inbox import ResultRow
 
 SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("result.schema.json")  # JSON Schema of the published message
 MAX_TEXT_CHARS = 4000  # the record's text travels with its result, up to this much
 
 
@@ -112,3 +114,11 @@ class OutboxBuilder:
 def insert_rows(db: sqlite_utils.Database, rows: list[OutboxRow]) -> None:
     if rows:
         db.conn.executemany(INSERT_OUTBOX, rows)
+
+
+def with_published_at(payload: str, published_at: float) -> str:
+    """The stored payload with ``published_at`` added as its last key; every other byte unchanged, so
+    a consumer comparing two copies of one result_id sees the same content."""
+    if not payload.endswith("}") or payload.rstrip() == "{}":
+        raise ValueError("outbox payload is not a non-empty JSON object")
+    return f'{payload[:-1]},"published_at":{published_at!r}}}'

@@ -217,3 +217,23 @@ def create_outbox(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL")
     db.execute("CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL")
+
+
+@migration(4)
+def create_label_corrections(db: sqlite_utils.Database) -> None:
+    # Labels corrected by people on the web page (or the API), kept for later learning. The model's
+    # own label stays in results; the newest correction of a record is the label shown for it.
+    db.execute(
+        """
+        CREATE TABLE label_corrections (
+            id INTEGER PRIMARY KEY,
+            record_id TEXT NOT NULL,
+            old_label TEXT,
+            new_label TEXT NOT NULL,
+            corrected_by TEXT NOT NULL,
+            corrected_at REAL NOT NULL,
+            note TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX label_corrections_record ON label_corrections (record_id, id)")

@@ -2,7 +2,12 @@
 ``records.total``, ``records.by_status`` (pending, leased, done, parked), ``records.by_kind``,
 ``records.by_source``, ``analysis.model_calls``, ``analysis.cache_hits``, ``analysis.templates``,
 ``analysis.results``, ``analysis.by_label``, ``analysis.needs_review``, ``rejected.total``, ``rejected.by_reason``, ``files``, ``counters``,
-``db.path``, ``db.bytes``, ``schema_version``.
+``db.path``, ``db.bytes``, ``schema_version``, ``storage.max_bytes``, ``storage.used_bytes``,
+``storage.evicted`` (by kind), ``storage.refused`` (by reason), ``storage.paused``,
+``storage.paused_reasons``, ``storage.backpressure_engaged`` (see edged.store.retention),
+``upstream.unsent``, ``upstream.sent``, ``upstream.oldest_unsent_s`` (results in the outbox not yet /
+already acknowledged by the upstream broker; age in seconds of the oldest unsent one, null if none),
+``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from typing import Any
 
 import sqlite_utils
 
+from edged.publish.delivery import upstream_status
 from edged.store.database import database_bytes
 from edged.store.migrations import current_version
 from edged.store.records import KINDS, STATUSES
+from edged.store.retention import storage_status
 
 
 def _grouped(db: sqlite_utils.Database, sql: str) -> dict[str, int]:
@@ -35,7 +42,8 @@ def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
     }
 
 
-def collect_status(db: sqlite_utils.Database, path: Path) -> dict[str, Any]:
+def collect_status(db: sqlite_utils.Database, path: Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """``max_bytes``: the configured size cap, shown beside the used size."""
     by_status = dict.fromkeys(STATUSES, 0) | _grouped(db, "SELECT status, count(*) FROM records GROUP BY status")
     by_kind = dict.fromkeys(KINDS, 0) | _grouped(db, "SELECT kind, count(*) FROM records GROUP BY kind")
     by_reason = _grouped(db, "SELECT reason, count(*) FROM rejected GROUP BY reason")
@@ -55,10 +63,13 @@ def collect_status(db: sqlite_utils.Database, path: Path) -> dict[str, Any]:
         },
         "rejected": {"total": sum(by_reason.values()), "by_reason": by_reason},
         "files": files,
-        "counters": _grouped(db, "SELECT name, value FROM counters ORDER BY name"),
+        # state.* rows are gauges (the retention job's current state), shown under storage.
+        "counters": _grouped(db, "SELECT name, value FROM counters WHERE name NOT LIKE 'state.%' ORDER BY name"),
         "analysis": _analysis(db),
         "db": {"path": str(path), "bytes": database_bytes(path)},
         "schema_version": current_version(db),
+        "storage": storage_status(db, path, max_bytes),
+        "upstream": upstream_status(db),
     }
 
 
@@ -89,6 +100,22 @@ def format_status(status: dict[str, Any]) -> str:
     if a["parked"]:
         lines.append("parked")
         lines += [f"  {n:>10}  {error[:100]}" for error, n in a["parked"].items()]
+    st = status["storage"]
+    cap = f"cap {st['max_bytes'] / 1e6:.1f} MB" if st["max_bytes"] else "no cap"
+    lines.append(
+        f"storage    {st['used_bytes'] / 1e6:.1f} MB in use, {cap}"
+        + (f"; PAUSED ({', '.join(st['paused_reasons'])})" if st["paused"] else "")
+    )
+    if st["evicted"]:
+        lines.append("evicted    " + ", ".join(f"{k} {v}" for k, v in st["evicted"].items()))
+    if st["refused"]:
+        lines.append("refused    " + ", ".join(f"{k} {v}" for k, v in st["refused"].items()))
+    up = status["upstream"]
+    age = "" if up["oldest_unsent_s"] is None else f", oldest unsent {up['oldest_unsent_s']:.0f} s old"
+    lines.append(
+        f"upstream   {up['unsent']} results waiting, {up['sent']} delivered and kept{age};"
+        f" {up['published']} delivered in all, {up['resent']} sent again, {up['connects']} connects"
+    )
     if status["counters"]:
         lines.append("counters")
         lines += [f"  {n:>10}  {name}" for name, n in status["counters"].items()]

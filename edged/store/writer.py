@@ -40,6 +40,10 @@ from edged.store.records import (
 
 log = logging.getLogger(__name__)
 
+# What an fn job counts for in a transaction's row budget unless it says: analyzer batches and
+# eviction chunks write tens to thousands of rows, so they are not piled into one transaction.
+CALL_ROWS = 100
+
 
 def insert_records(conn: sqlite3.Connection, records: Sequence[Sequence[Any]]) -> int:
     """INSERT OR IGNORE the rows, RECORDS_PER_INSERT per statement; returns how many were new.
@@ -110,10 +114,11 @@ class _Job:
     batch: WriteBatch | None
     fn: Callable[[sqlite_utils.Database], Any] | None
     future: Future = field(default_factory=Future)
+    weight: int = 1  # for fn jobs: about how many rows they write
 
     @property
     def rows(self) -> int:
-        return self.batch.rows if self.batch is not None else 1
+        return self.batch.rows if self.batch is not None else self.weight
 
     def apply(self, db: sqlite_utils.Database) -> Any:
         return self.batch.apply(db) if self.batch is not None else self.fn(db)
@@ -158,9 +163,13 @@ class StoreWriter:
         """
         return self._put(_Job(batch=batch, fn=None), wait_for_room, timeout)
 
-    def call(self, fn: Callable[[sqlite_utils.Database], Any]) -> Future:
-        """Run ``fn(db)`` inside the writer's next transaction; the future holds its return value."""
-        return self._put(_Job(batch=None, fn=fn), True, None)
+    def call(self, fn: Callable[[sqlite_utils.Database], Any], rows: int = CALL_ROWS) -> Future:
+        """Run ``fn(db)`` inside the writer's next transaction; the future holds its return value.
+
+        ``rows`` says about how many rows ``fn`` writes: a transaction takes jobs up to
+        ``max_batch_rows``, which keeps its write-ahead log (counted against the size cap) small.
+        """
+        return self._put(_Job(batch=None, fn=fn, weight=max(1, rows)), True, None)
 
     def _put(self, job: _Job, wait_for_room: bool, timeout: float | None) -> Future:
         with self._cond:

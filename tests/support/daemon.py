@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,8 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, sections: dict[str, dict]) -> Path:
+    """The web page listens on a free port unless the test says otherwise: tests (and people) run
+    daemons side by side, and the default 127.0.0.1:8080 is the one a developer's ``make run`` has."""
     import tomli_w
 
+    sections = {**sections, "web": {"listen": "127.0.0.1:0", **sections.get("web", {})}}
     path.write_text(tomli_w.dumps(sections))
     return path
 
@@ -56,6 +60,13 @@ class Daemon:
     def _log_since(self, marker: str) -> str:
         text = self.log_text()
         return text[text.rfind(marker):]
+
+    def web_url(self) -> str:
+        """The page's address, as the banner of the latest start printed it."""
+        text = self._log_since(f"--- start {self.starts - 1}\n")
+        match = re.search(r"^  web:\s+(http://[^\s;]+)", text, re.M)
+        assert match, f"no web address in the daemon's banner:\n{text[-2000:]}"
+        return match.group(1)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -28,9 +29,13 @@ from edged.sources.files.tailer import ACTIVE, DONE, DRAINING, SKIPPED, Tailer, 
 from edged.store.records import SAMPLE_BYTES, FilePosition, Rejected
 from edged.store.writer import StoreWriter, WriteBatch
 
+if TYPE_CHECKING:
+    from edged.store.retention import Backpressure
+
 log = logging.getLogger(__name__)
 
 IDLE_TICK_S = 0.2  # how often pending timeouts are checked while something waits
+PAUSED_TICK_S = 0.5  # how often a paused source looks whether it should stop
 END_ALIGN_BYTES = 65536  # how far back "start at end" looks for the last newline
 POSITION_COLUMNS = ", ".join(FilePosition._fields)
 _DEFER = object()
@@ -50,7 +55,13 @@ class _WakeOnChange(FileSystemEventHandler):
 class FileSource:
     name = "files"
 
-    def __init__(self, settings: LogsSettings, writer: StoreWriter, reader: sqlite_utils.Database) -> None:
+    def __init__(
+        self,
+        settings: LogsSettings,
+        writer: StoreWriter,
+        reader: sqlite_utils.Database,
+        backpressure: Backpressure | None = None,
+    ) -> None:
         self.settings = settings
         self.writer = writer
         self.reader = reader  # a read connection, for restoring positions
@@ -76,6 +87,10 @@ class FileSource:
         self.first_run = False
         self.error: BaseException | None = None
         self.records_read = 0
+        # Held by the retention job (backlog over high water, or the database full): read nothing.
+        self.backpressure = backpressure
+        if backpressure is not None:
+            backpressure.on_release(self.wake)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,6 +122,10 @@ class FileSource:
             next_scan = 0.0
             while not self._stopping.is_set():
                 self._check_inflight()
+                if self.backpressure is not None and self.backpressure.paused:
+                    # Unread lines simply wait in their files; the store's positions stay where they are.
+                    self.backpressure.wait_released(PAUSED_TICK_S)
+                    continue
                 now = time.monotonic()
                 if self._scan_due or now >= next_scan:
                     self._scan_due = False

@@ -8,7 +8,9 @@ The broker's in-flight window ought to bound how many messages wait for the writ
 2.0.11 (Debian 12) releases up to a whole window of queued messages for each in-order PUBACK
 (eclipse-mosquitto/mosquitto#2301), so a session backlog arrives all at once. We therefore stop
 reading from the socket while ``max_uncommitted`` messages wait for the writer: TCP flow control then
-holds the broker back, and a slow disk never grows our memory.
+holds the broker back, and a slow disk never grows our memory. The same pause holds reading while the
+retention job says so (edged.store.retention.Backpressure: backlog over high water, or the database
+full): no new messages are read and so none is acknowledged; the broker keeps them.
 Redeliveries are not deduplicated here: the record id is a hash of topic and payload, and the writer
 counts the second copy under ``duplicates.mqtt``.
 """
@@ -20,7 +22,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -37,6 +39,9 @@ from edged.sources.mqtt.payload import parse_message
 from edged.store.records import SAMPLE_BYTES, Rejected
 from edged.store.writer import BatchResult, StoreWriter, WriteBatch, WriterStopped
 
+if TYPE_CHECKING:
+    from edged.store.retention import Backpressure
+
 log = logging.getLogger(__name__)
 
 MAX_UNCOMMITTED = 1000
@@ -47,7 +52,7 @@ class MqttSource:
 
     name = "mqtt"
 
-    def __init__(self, settings: MqttSettings, writer: StoreWriter) -> None:
+    def __init__(self, settings: MqttSettings, writer: StoreWriter, backpressure: Backpressure | None = None) -> None:
         if not settings.url:
             raise ValueError("[mqtt] url is not set")
         self.settings = settings
@@ -59,6 +64,11 @@ class MqttSource:
         self._subscribe_mid: int | None = None
         self._subscribed = False
         self.max_uncommitted = MAX_UNCOMMITTED
+        # Held by the retention job (backlog over high water, or the database full): no reading, so
+        # no new messages and no acks; the broker keeps them.
+        self.backpressure = backpressure
+        if backpressure is not None:
+            backpressure.on_release(self._wake_loop)
         # A future's done-callback runs in the writer thread, or in ours if the commit was quicker
         # than add_done_callback: the two counters it touches need a lock.
         self._done_lock = threading.Lock()
@@ -87,7 +97,7 @@ class MqttSource:
         client.on_message = self._on_message
         backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
         self._client = client
-        self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log, read_paused=self._writer_behind)
+        self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log, read_paused=self._read_paused)
         self._thread = threading.Thread(target=self._run, name="mqtt-source", daemon=True)
         log.info("MQTT source: broker %s, client id %s, topics %s", self.address, s.client_id, ", ".join(s.topics))
         self._thread.start()
@@ -120,6 +130,13 @@ class MqttSource:
 
     def _writer_behind(self) -> bool:
         return self.uncommitted >= self.max_uncommitted
+
+    def _read_paused(self) -> bool:
+        return self._writer_behind() or (self.backpressure is not None and self.backpressure.paused)
+
+    def _wake_loop(self) -> None:
+        if self._loop is not None:
+            self._loop.wake()
 
     @property
     def subscribed(self) -> bool:

@@ -1,0 +1,85 @@
+"""The two changes the web page makes, both through the store writer (the daemon's only writer).
+
+An incident report becomes a ``kind=incident`` record like one from ``edged submit`` (``via="web"``);
+it is never refused for storage (see edged.store.retention). A label correction is a row in
+``label_corrections``: the model's label stays in ``results`` for later learning.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import sqlite_utils
+
+from edged.store.records import ADD_COUNTER
+from edged.store.writer import StoreWriter, WriteBatch
+from edged.submit import incident_record
+from edged.web.queries import current_label
+
+MAX_REPORT_CHARS = 20_000
+MAX_MACHINE_CHARS = 120
+MAX_NAME_CHARS = 80
+MAX_NOTE_CHARS = 1000
+WRITE_TIMEOUT_S = 15.0
+
+
+class Invalid(ValueError):
+    """Input the user must fix; the message says what."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+def _clean(value: str | None, name: str, longest: int) -> str | None:
+    value = (value or "").strip()
+    if len(value) > longest:
+        raise Invalid(f"{name} is longer than {longest} characters")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise Invalid(f"{name} contains control characters")
+    return value or None
+
+
+def submit_incident(writer: StoreWriter, text: str | None, machine: str | None,
+                    wake: Callable[[], None] | None = None) -> str:
+    """Store an incident report; returns its record_id once committed."""
+    text = _clean(text, "the report", MAX_REPORT_CHARS)
+    if not text:
+        raise Invalid("the report is empty: describe what happened")
+    machine = _clean(machine, "the machine name", MAX_MACHINE_CHARS)
+    record = incident_record(text, machine=machine, via="web")
+    batch = WriteBatch(records=[record], source_type="submit", counters={"web.incidents": 1})
+    writer.submit(batch, timeout=WRITE_TIMEOUT_S).result(timeout=WRITE_TIMEOUT_S)
+    if wake is not None:
+        wake()
+    return record.record_id
+
+
+def correct_label(writer: StoreWriter, record_id: str, new_label: str | None, labels: list[str],
+                  corrected_by: str | None, note: str | None) -> str | None:
+    """Record a person's label for a record; returns the label it replaces (None if it had none)."""
+    new_label = (new_label or "").strip()
+    if new_label not in labels:
+        raise Invalid(f"label must be one of: {', '.join(labels)}")
+    corrected_by = _clean(corrected_by, "the name", MAX_NAME_CHARS) or "web"
+    note = _clean(note, "the note", MAX_NOTE_CHARS)
+
+    def store(db: sqlite_utils.Database) -> tuple[bool, str | None]:
+        # Read in the writer's transaction: no race with another correction. An unknown record is
+        # returned, not raised: an exception would make the writer retry its whole batch one by one.
+        exists, old = current_label(db, record_id)
+        if not exists:
+            return False, None
+        db.conn.execute(
+            "INSERT INTO label_corrections (record_id, old_label, new_label, corrected_by, corrected_at, note)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (record_id, old, new_label, corrected_by, time.time(), note),
+        )
+        db.conn.execute(ADD_COUNTER, ("web.label_corrections", 1))
+        return True, old
+
+    exists, old = writer.call(store).result(timeout=WRITE_TIMEOUT_S)
+    if not exists:
+        raise NotFound(record_id)
+    return old
