@@ -47,6 +47,15 @@ def store_outcome(
     inbox.complete(db, outcome.results)
     if outbox is not None:
         insert_rows(db, [outbox.for_result(r, vars(outcome.records[r.record_id])) for r in outcome.results])
+        if outbox.settings.escalation:
+            insert_rows(
+                db,
+                [
+                    outbox.for_escalation(r, vars(outcome.records[r.record_id]))
+                    for r in outcome.results
+                    if r.needs_review
+                ],
+            )
     parked = inbox.fail(db, outcome.failures, max_attempts)
     if outcome.cache_entries:
         db.conn.executemany(

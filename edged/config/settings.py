@@ -182,6 +182,16 @@ class UpstreamSettings(BrokerSettings):
     inflight: int = Field(20, ge=1, le=1000, description="results published and not yet acknowledged at most")
     birth: bool = Field(True, description="retained {prefix}/{site}/{node}/status online, last will offline")
     sent_ttl_s: float = Field(7 * 86400.0, gt=0, description="results acknowledged upstream are deleted after this")
+    escalation: bool = Field(
+        False, description="also publish results flagged for review to escalation_topic, and take refined results back"
+    )
+    escalation_topic: str = Field(
+        "{prefix}/{site}/{node}/escalation", description="topic results flagged for review are escalated to"
+    )
+    response_topic: str = Field(
+        "{prefix}/{site}/{node}/escalation/response",
+        description="topic edged subscribes to for refined results (replies with the escalation's correlation_id)",
+    )
 
     @field_validator("prefix", "site", "node")
     @classmethod

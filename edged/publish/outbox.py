@@ -50,6 +50,14 @@ def topic_for(settings: UpstreamSettings, kind: str) -> str:
     return settings.topic.format(prefix=settings.prefix, site=settings.site, node=settings.node, kind=kind)
 
 
+def escalation_topic(settings: UpstreamSettings) -> str:
+    return settings.escalation_topic.format(prefix=settings.prefix, site=settings.site, node=settings.node)
+
+
+def response_topic(settings: UpstreamSettings) -> str:
+    return settings.response_topic.format(prefix=settings.prefix, site=settings.site, node=settings.node)
+
+
 def status_topic(settings: UpstreamSettings) -> str:
     return f"{settings.prefix}/{settings.site}/{settings.node}/status"
 
@@ -94,6 +102,19 @@ class OutboxBuilder:
             "latency_ms": result.latency_ms,
         }
         return self._row(result_id, result.record_id, record["kind"], record["source"], payload)
+
+    def for_escalation(self, result: ResultRow, record: dict[str, Any]) -> OutboxRow:
+        """The escalation of a result flagged for review: the result's message plus ``correlation_id``
+        (its result_id, which a reply quotes) and ``respond_to``, on the escalation topic."""
+        row = self.for_result(result, record)
+        body = json.loads(row.payload)
+        body["result_id"] = "esc:" + row.result_id.split(":", 1)[1]
+        body["correlation_id"] = row.result_id
+        body["respond_to"] = response_topic(self.settings)
+        return row._replace(
+            result_id=body["result_id"], kind="escalation", topic=escalation_topic(self.settings),
+            payload=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        )
 
     def for_digest(self, source: str, window_start: float, window_end: float, records: int, summary: str, model: str) -> OutboxRow:
         h = hashlib.blake2b(f"{source}\0{window_end!r}".encode(), digest_size=12).hexdigest()

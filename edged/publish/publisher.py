@@ -22,6 +22,10 @@ source holds; ``on_publish(mid)`` then fires for them on the new connection. pah
 message for the whole life of the client object (not per connection, unlike the broker's ids the
 ingest side acks), so mid -> row needs no connection generation. We count those resends as
 ``publish.resent``.
+
+**Escalation.** With ``[upstream] escalation`` on, the publisher also subscribes (QoS 1) to the
+response topic on every connect and hands replies to ``edged.publish.escalation``. With a clean
+session, a reply sent while the link is down is lost; the result then stays flagged for review.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ import sqlite_utils
 
 from edged.config.settings import UpstreamSettings
 from edged.publish.delivery import Delivered, expire_sent, mark_sent, read_unsent
-from edged.publish.outbox import status_topic, topic_for, with_published_at
+from edged.publish.escalation import EscalationReplies
+from edged.publish.outbox import OutboxBuilder, response_topic, status_topic, topic_for, with_published_at
 from edged.sources.mqtt.connection import (
     BrokerAddress,
     ExponentialBackoff,
@@ -84,6 +89,9 @@ class Publisher:
         if settings.password is not None and self.address.username is None:
             raise ValueError("[upstream] password is set but [upstream] url names no user (mqtts://user@host)")
         self.status_topic = status_topic(settings)
+        # [upstream] escalation: replies to escalated results, on the response topic.
+        self.response_topic = response_topic(settings) if settings.escalation else None
+        self.escalation = EscalationReplies(OutboxBuilder(settings), writer, self.wake) if settings.escalation else None
         self.window = settings.inflight
         self.buffer_rows = max(4 * self.window, MIN_BUFFER_ROWS)
         self.refill_below = self.buffer_rows // 2
@@ -138,6 +146,8 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self.escalation is not None:
+            client.message_callback_add(self.response_topic, self._on_reply)
         self._client = client
         backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
         self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log)
@@ -225,6 +235,8 @@ class Publisher:
         self._online = True
         if self.settings.birth:
             client.publish(self.status_topic, "online", qos=1, retain=True)
+        if self.response_topic is not None:
+            client.subscribe(self.response_topic, qos=1)
         assert self._loop is not None
         self._loop.call_soon(self._fill_window)  # after paho's resends
         self._wakeup.set()
@@ -247,6 +259,13 @@ class Publisher:
         if first:
             self._wakeup.set()
         self._fill_window()
+
+    def _on_reply(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        assert self.escalation is not None
+        try:
+            self.escalation.handle(msg.payload)
+        except Exception:
+            log.exception("handling an escalation reply failed")
 
     def _enqueue(self, rows: list[_Row]) -> None:
         self._pending.extend(rows)

@@ -1,0 +1,178 @@
+"""Escalation ([upstream] escalation) against a real mosquitto and a real SQLite file: a result
+flagged for review goes to the escalation topic, a scripted responder replies with its
+correlation_id, and the refined result replaces the stored one and is published again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edged.analysis.analyzer import store_outcome
+from edged.analysis.pipeline import BatchOutcome
+from edged.config.settings import UpstreamSettings
+from edged.publish.escalation import Rejected, parse_reply
+from edged.publish.outbox import OutboxBuilder
+from edged.publish.publisher import Publisher
+from edged.store.database import connect, open_database
+from edged.store.inbox import Claimed, ResultRow
+from edged.store.records import NewRecord
+from edged.store.writer import StoreWriter, WriteBatch
+from tests.support.upstream import Subscriber, load_schema, schema_errors
+from tests.support.wait import wait_for
+
+DEADLINE_S = 15.0
+ESCALATION = "edged/plant-1/box-1/escalation"
+RESPONSE = "edged/plant-1/box-1/escalation/response"
+RESULTS = "edged/plant-1/box-1/results/#"
+
+
+def upstream(url: str, **overrides) -> UpstreamSettings:
+    values = dict(
+        url=url, client_id="edged-test-up", site="plant-1", node="box-1",
+        keepalive_s=5, reconnect_min_s=0.05, reconnect_max_s=0.5, birth=False,
+    )
+    values.update(overrides)
+    return UpstreamSettings(**values)
+
+
+def store_one(writer: StoreWriter, builder: OutboxBuilder, record_id: str, needs_review: bool) -> None:
+    """One record and its result, stored the way the analyzer stores them (store_outcome)."""
+    writer.submit(
+        WriteBatch(records=[NewRecord(record_id, "file:/var/log/cnc.log", "cnc-1", "log", "spindle 7 odd noise", "", None, 1.0)])
+    ).result()
+    claimed = Claimed(1, record_id, "file:/var/log/cnc.log", "cnc-1", "log", "spindle 7 odd noise", "", 1, 1.0, 0)
+    result = ResultRow(
+        record_id=record_id, template_id=1, label="warning", severity=1, confidence=0.2, fields={"machine": "cnc-1"},
+        summary="odd noise", needs_review=needs_review, path="model", model="fake", model_sha256="ab" * 32,
+        backend="fake", prompt_version="2", model_calls=1, latency_ms=12.0,
+    )
+    outcome = BatchOutcome([result], [], {}, {}, None, 1, {"template": 0, "exact": 0}, {record_id: claimed})
+    writer.call(lambda db: store_outcome(db, outcome, 3, builder)).result()
+
+
+class Responder:
+    """The upstream side: answers each escalation with label "fault", quoting its correlation_id."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.escalations: list[dict] = []
+        self.subscribed = False
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="responder", protocol=mqtt.MQTTv311)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(ESCALATION, 1)
+        self.client.on_subscribe = lambda *a: setattr(self, "subscribed", True)
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        doc = json.loads(msg.payload)
+        self.escalations.append(doc)
+        # A malformed reply and one with an unknown id first: both rejected, nothing breaks.
+        client.publish(doc["respond_to"], b"not json", qos=1)
+        client.publish(doc["respond_to"], json.dumps({"correlation_id": "res:nope", "label": "fault"}), qos=1)
+        reply = {"correlation_id": doc["correlation_id"], "label": "fault", "severity": 3, "model": "big-upstream"}
+        client.publish(doc["respond_to"], json.dumps(reply), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_a_result_for_review_is_escalated_refined_and_published_again(tmp_path: Path, mosquitto):
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    reader = connect(path)
+    settings = upstream(mosquitto.url, escalation=True)
+    sub = Subscriber(mosquitto.host, mosquitto.port, [RESULTS])
+    responder = Responder(mosquitto.host, mosquitto.port)
+    publisher = None
+    try:
+        wait_for(sub.subscribed.is_set, DEADLINE_S, what="subscriber subscribed")
+        wait_for(lambda: responder.subscribed, DEADLINE_S, what="responder subscribed")
+        store_one(writer, OutboxBuilder(settings), "rec:1", needs_review=True)
+        kinds = [r[0] for r in reader.execute("SELECT kind FROM outbox ORDER BY id").fetchall()]
+        assert kinds == ["log", "escalation"]
+
+        publisher = Publisher(settings, writer, connect(path))
+        publisher.start()
+
+        def refined_messages():
+            return [
+                json.loads(m.payload) for m in list(sub.messages)
+                if json.loads(m.payload)["result_id"].endswith(":refined")
+            ]
+
+        refined = wait_for(refined_messages, DEADLINE_S, what="the refined result")
+        doc = refined[0]
+        original = json.loads(reader.execute("SELECT payload FROM outbox WHERE kind = 'log'").fetchone()[0])
+        assert doc["result_id"] == original["result_id"] + ":refined"
+        assert doc["label"] == "fault" and doc["severity"] == 3 and doc["refined"] is True
+        assert doc["path"] == "refined_upstream" and doc["needs_review"] is False
+        assert doc["model"]["name"] == "big-upstream"
+        assert doc["summary"] == "odd noise" and doc["fields"] == {"machine": "cnc-1"}
+        assert schema_errors(doc, load_schema()) == []
+
+        escalation = responder.escalations[0]
+        assert escalation["correlation_id"] == original["result_id"]
+        assert escalation["respond_to"] == RESPONSE
+        assert escalation["result_id"].startswith("esc:") and escalation["needs_review"] is True
+
+        row = reader.execute("SELECT label, severity, needs_review, path FROM results WHERE record_id = 'rec:1'").fetchone()
+        assert row == ("fault", 3, 0, "refined_upstream")
+        counters = dict(reader.execute("SELECT name, value FROM counters WHERE name LIKE 'escalation.%'").fetchall())
+        wait_for(
+            lambda: dict(reader.execute("SELECT name, value FROM counters WHERE name LIKE 'escalation.%'").fetchall())
+            == {"escalation.refined": 1, "escalation.rejected": 2},
+            DEADLINE_S, what=f"escalation counters (were {counters})",
+        )
+        assert publisher.is_alive()
+        # Everything, the refined row included, is delivered and marked.
+        wait_for(
+            lambda: reader.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0] == 0,
+            DEADLINE_S, what="all outbox rows marked sent",
+        )
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        responder.close()
+        sub.close()
+        writer.stop()
+
+
+def test_escalation_off_adds_no_escalation_row(tmp_path: Path):
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    try:
+        store_one(writer, OutboxBuilder(upstream("mqtt://127.0.0.1")), "rec:1", needs_review=True)
+        kinds = [r[0] for r in connect(path).execute("SELECT kind FROM outbox").fetchall()]
+        assert kinds == ["log"]
+    finally:
+        writer.stop()
+
+
+def test_escalation_on_escalates_only_results_for_review(tmp_path: Path):
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    try:
+        store_one(writer, OutboxBuilder(upstream("mqtt://127.0.0.1", escalation=True)), "rec:1", needs_review=False)
+        kinds = [r[0] for r in connect(path).execute("SELECT kind FROM outbox").fetchall()]
+        assert kinds == ["log"]
+    finally:
+        writer.stop()
+
+
+def test_malformed_replies_are_rejected():
+    for payload in (b"\xff", b"[]", b"{}", b'{"correlation_id": "res:x"}', b'{"correlation_id": "res:x", "label": "a", "severity": "high"}'):
+        try:
+            parse_reply(payload)
+        except Rejected:
+            continue
+        raise AssertionError(f"{payload!r} was accepted")
+    assert parse_reply(b'{"correlation_id": "res:x", "label": "fault", "summary": null}') == {
+        "correlation_id": "res:x", "label": "fault",
+    }
