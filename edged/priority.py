@@ -26,8 +26,3 @@ def alert_priority_sql(text: str, base: str) -> str:
     test = " OR ".join(f"instr({head}, '{m}') > 0" for m in ALERT_MARKERS)
     return f"max({base}, CASE WHEN {test} THEN {ALERT} ELSE {ROUTINE} END)"
 
-
-def log_priority(text: str) -> int:
-    """The same decision in Python, for code paths that are not the bulk insert."""
-    head = text[:SCAN_CHARS].upper()
-    return ALERT if any(m in head for m in ALERT_MARKERS) else ROUTINE
