@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edged.backends.base import Completion, CompletionRequest
+from edged.backends.grammar import validate
 from edged.config.settings import AnalysisSettings
 
 PROMPT_VERSION = "2"
@@ -149,42 +150,8 @@ def parse_answer(spec: TaskSpec, completion: Completion) -> dict[str, Any]:
 
 
 def schema_problems(schema: dict[str, Any], doc: dict[str, Any]) -> list[str]:
-    """Checks the subset of JSON Schema the tasks use: required, enum, type, bounds, maxLength."""
-    problems = [f"missing {k}" for k in schema.get("required", []) if k not in doc]
-    props = schema.get("properties", {})
-    if schema.get("additionalProperties") is False:
-        problems += [f"unexpected {k}" for k in doc if k not in props]
-    for key, prop in props.items():
-        if key not in doc:
-            continue
-        value = doc[key]
-        types = prop.get("type")
-        types = [types] if isinstance(types, str) else (types or [])
-        if types and not any(_is_type(value, t) for t in types):
-            problems.append(f"{key}: {value!r} is not {'/'.join(types)}")
-            continue
-        if "enum" in prop and value not in prop["enum"]:
-            problems.append(f"{key}: {value!r} is not one of {prop['enum']}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if "minimum" in prop and value < prop["minimum"] or "maximum" in prop and value > prop["maximum"]:
-                problems.append(f"{key}: {value} is out of range")
-        if isinstance(value, str) and len(value) > prop.get("maxLength", math.inf):
-            problems.append(f"{key}: longer than {prop['maxLength']}")
-    return problems
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name == "null":
-        return value is None
-    if name == "string":
-        return isinstance(value, str)
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if name == "boolean":
-        return isinstance(value, bool)
-    return True
+    """What in ``doc`` breaks ``schema``: the validator the backends check their output with."""
+    return validate(doc, schema)
 
 
 def label_confidence(completion: Completion, label: str, labels: list[str]) -> float | None:
