@@ -1,7 +1,7 @@
-"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis]``.
+"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis,triage]``.
 
-Results go to bench/results/ingest_files.json, bench/results/ingest_mqtt.json, bench/results/web.json
-and bench/results/analysis.json.
+Results go to bench/results/ingest_files.json, bench/results/ingest_mqtt.json, bench/results/web.json,
+bench/results/analysis.json and bench/results/triage.json.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import analysis, ingest_files, ingest_mqtt, web
+from bench import analysis, ingest_files, ingest_mqtt, triage, web
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="100k lines / 5k messages, one run each (a smoke test)")
-    p.add_argument("--only", default="files,mqtt,web,analysis", help="comma-separated: files, mqtt, web, analysis")
+    p.add_argument("--only", default="files,mqtt,web,analysis,triage",
+                   help="comma-separated: files, mqtt, web, analysis, triage")
     args = p.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     lines = []
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if "analysis" in only:
         lines += analysis.summary_lines(analysis.main(["--quick"] if args.quick else []))
+    if "triage" in only:
+        lines += triage.summary_lines(triage.main(["--quick"] if args.quick else []))
     print("\n".join(lines), file=sys.stderr)
     return 0
 

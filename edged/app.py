@@ -111,7 +111,8 @@ class Daemon:
             from edged.publish.outbox import OutboxBuilder
 
             self.analyzer = Analyzer(
-                s.analysis, self.backend, self.writer, connect(s.store.path), OutboxBuilder(s.upstream)
+                s.analysis, self.backend, self.writer, connect(s.store.path), OutboxBuilder(s.upstream),
+                s.triage,
             )
             if self.publisher is not None:
                 self.analyzer.on_stored = self.publisher.wake

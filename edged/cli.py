@@ -1,4 +1,4 @@
-"""The ``edged`` command: run, status, submit, config check, db vacuum, model, version."""
+"""The ``edged`` command: run, status, submit, analyze, eval, learn, config check, db vacuum, model, version."""
 
 from __future__ import annotations
 
@@ -48,7 +48,28 @@ def _parser() -> argparse.ArgumentParser:
                          "(repeatable or comma-separated; every taxonomy label must be mapped)")
     ev.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of the file")
     ev.add_argument("--kind", choices=["log", "incident"], default="log", help="what the texts are")
+    ev.add_argument("--paths", default="triage,slm,routed", metavar="P,..",
+                    help="paths to score: triage (the classifier alone), slm (the model alone), routed (what edged"
+                         " does); default: all")
+    ev.add_argument("--no-triage", action="store_true", help="leave the triage classifier out (the model decides all)")
+    ev.add_argument("--no-examples", action="store_true", help="no retrieved labeled examples in the model's prompts")
     ev.add_argument("--json", action="store_true", help="print JSON")
+    learn = sub.add_parser(
+        "learn", parents=[common], help="import labeled texts and train the triage classifier",
+        description="Train the triage classifier from the labels in the store (people's corrections and imported"
+        " files). With --data, first import a labeled CSV file. A new version becomes active only when it scores"
+        " better than the active one on held-out labels.",
+    )
+    learn.add_argument("--data", type=Path, metavar="FILE.csv", help="labeled CSV file to import first")
+    learn.add_argument("--text-col", metavar="C", help="column holding the text (with --data)")
+    learn.add_argument("--label-col", metavar="L", help="column holding the label (with --data)")
+    learn.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
+                       help="keep this fraction of the file's rows out of the store (chosen by a hash of the text)"
+                            " and write them to --holdout-out, to evaluate on later")
+    learn.add_argument("--holdout-out", type=Path, metavar="FILE.csv",
+                       help="where the held-out rows go (default: FILE.holdout.csv beside --data)")
+    learn.add_argument("--import-only", action="store_true", help="import --data without training")
+    learn.add_argument("--json", action="store_true", help="print JSON")
     config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("check", parents=[common], help="validate and print the effective config, secrets redacted")
@@ -138,6 +159,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from edged.analysis.evaluate import EvalError, evaluate, format_report, load_csv, parse_label_map, resolve_labels
     from edged.app import build_backend
+    from edged.triage.cli import stored_router
 
     loaded = _load(args)
     analysis = loaded.settings.analysis
@@ -153,14 +175,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if sys.stderr.isatty() and not args.json:
         def progress(done: int, total: int) -> None:
             print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-    backend = build_backend(loaded.settings)
+    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+    model_labels, _ = resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data,
+                                     label_map=label_map)
+    router = None if args.no_triage and args.no_examples else stored_router(loaded.settings, model_labels,
+                                                                          triage=not args.no_triage,
+                                                                          examples=not args.no_examples)
+    needs_model = "slm" in paths or "routed" in paths  # routed asks the model where triage is unsure
+    backend = build_backend(loaded.settings) if needs_model else None
     try:
         result = evaluate(backend, analysis, data, kind=args.kind, labels_from_data=args.labels_from_data,
-                          label_map=label_map, progress=progress)
+                          label_map=label_map, progress=progress, router=router, paths=paths)
+    except EvalError as exc:
+        print(f"edged eval: {exc}", file=sys.stderr)
+        return 2
     finally:
-        backend.close()
+        if backend is not None:
+            backend.close()
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_report(result))
     return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from edged.triage.cli import run_learn
+
+    return run_learn(_load(args), args)
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -201,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_model_command(args)
         commands = {
             "run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze, "eval": cmd_eval,
-            "db": cmd_db,
+            "db": cmd_db, "learn": cmd_learn,
         }
         return commands[args.command](args)
     except ConfigError as exc:

@@ -23,15 +23,19 @@ from edged.analysis.tasks import SUMMARIZE
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend
 from edged.publish.outbox import OutboxBuilder, insert_rows
-from edged.config.settings import AnalysisSettings
+from edged.config.settings import AnalysisSettings, TriageSettings
 from edged.store import inbox
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter
+from edged.triage.learn import NotEnoughLabels, due, learn
+from edged.triage.router import Router
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_MAX_S = 1.0
 DIGEST_CHECK_S = 60.0  # how often an idle analyzer looks for sources due a digest
+ROUTER_CHECK_S = 2.0  # how often the router looks for a new triage model or changed labels
+LEARN_CHECK_S = 60.0  # how often the analyzer looks whether enough new labels arrived to train
 
 
 def load_cache_entry(reader: sqlite_utils.Database, key: str) -> dict[str, Any] | None:
@@ -94,15 +98,22 @@ class Analyzer:
         writer: StoreWriter,
         reader: sqlite_utils.Database,
         outbox: OutboxBuilder | None = None,
+        triage: TriageSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.triage = triage
+        self.router = Router(triage, list(settings.labels)) if triage is not None and triage.enabled else None
         self.outbox = outbox
         self.backend = backend
         self.writer = writer
         self.reader = reader
         self.owner = f"{os.uname().nodename}:{os.getpid()}"
         self.pipeline = Pipeline(
-            settings, backend, TemplateStore.load(reader), ResultCache(lambda key: load_cache_entry(reader, key))
+            settings,
+            backend,
+            TemplateStore.load(reader),
+            ResultCache(lambda key: load_cache_entry(reader, key)),
+            self.router,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -113,6 +124,9 @@ class Analyzer:
         self.model_calls = 0
         self.error: BaseException | None = None
         self._next_digest_check = 0.0
+        self._next_router_check = 0.0
+        self._next_learn_check = time.monotonic() + 5.0  # not in the first seconds of a start
+        self.trainings = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -137,6 +151,7 @@ class Analyzer:
     def run_once(self) -> int:
         """Claim, analyze and store one batch; returns how many records it held."""
         s = self.settings
+        self.follow_labels()
         claimed = self.writer.call(
             lambda db: inbox.claim_batch(
                 db, owner=self.owner, limit=s.batch_size, lease_s=s.lease_s, max_attempts=s.max_attempts
@@ -156,6 +171,33 @@ class Analyzer:
         self.model_calls += outcome.model_calls
         return len(claimed)
 
+    def follow_labels(self, now: float | None = None) -> None:
+        """Load a newly activated triage model and rebuild the example index when labels changed."""
+        now = time.monotonic() if now is None else now
+        if self.router is None or now < self._next_router_check:
+            return
+        self._next_router_check = now + ROUTER_CHECK_S
+        self.router.refresh(self.reader)
+
+    def learn_if_due(self, now: float | None = None) -> bool:
+        """Train a triage model when enough new labels arrived ([triage] retrain_after). Between batches:
+        training takes seconds, and a new version is picked up by the next batch."""
+        now = time.monotonic() if now is None else now
+        if self.triage is None or self.router is None or now < self._next_learn_check:
+            return False
+        self._next_learn_check = now + LEARN_CHECK_S
+        if not due(self.reader, self.triage):
+            return False
+        try:
+            report = learn(self.reader, lambda fn: self.writer.call(fn).result(), self.triage, list(self.settings.labels))
+        except NotEnoughLabels as exc:
+            log.info("automatic training skipped: %s", exc)
+            return False
+        self.trainings += 1
+        log.info("automatic training: %s", report.decision)
+        self._next_router_check = 0.0
+        return True
+
     def digest_if_due(self, now: float | None = None) -> int:
         """Summarize sources whose digest interval has passed (checked when idle). Returns how many."""
         interval = self.settings.digest_interval_s
@@ -173,6 +215,7 @@ class Analyzer:
         idle = 0.05
         try:
             while not self._stop.is_set():
+                self.learn_if_due()
                 if self.run_once():
                     idle = 0.05
                     continue

@@ -1,9 +1,11 @@
-"""``edged eval``: score the configured model's classifications against a labelled CSV.
+"""``edged eval``: score classifications against a labelled CSV, along each path edged can take.
 
-Users pick a model for their box with this, so it measures the model, not edged's caches: every
-row is sent to the backend on its own (no template or exact-text cache), one call per row, and the
-report says how many distinct texts there were (a file with many repeats would be far cheaper for
-the daemon than for this command).
+The paths (see ``evaluate``): the triage classifier alone, the language model alone (with the
+labeled examples retrieval puts in its prompt), and routed (the triage label when it is confident,
+else the model), plus the share of rows that never reached the model. Users pick a model and a
+threshold for their box with this, so it measures them, not edged's caches: every row the model
+is asked about is sent on its own (no template or exact-text cache), and the report says how many
+distinct texts there were (a file with many repeats would be far cheaper for the daemon).
 
 Metrics are single-label multiclass, computed here in plain Python (the same definitions as
 scikit-learn's defaults):
@@ -37,6 +39,7 @@ from typing import Any, Callable
 from edged.analysis.tasks import CLASSIFY, InvalidAnswer, classify_spec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
+from edged.triage.router import Router
 
 ERROR_LABEL = "(error)"  # the confusion-matrix column of rows whose model call failed
 MAX_ERRORS_KEPT = 5  # error messages kept in the report (the count is always complete)
@@ -220,8 +223,61 @@ def classification_metrics(gold: list[str], pred: list[str | None], labels: list
 
 
 # -- the run ------------------------------------------------------------------------------------
+PATHS = ("triage", "slm", "routed")
+
+
+@dataclass
+class _SlmRun:
+    """The language model's answers, one call per row (None where the row was not asked)."""
+
+    predictions: list[str | None]
+    raw: dict[str, int] = field(default_factory=dict)
+    seconds: list[float | None] = field(default_factory=list)
+    ok_seconds: float = 0.0
+    completion_tokens: int = 0
+    errors: list[str] = field(default_factory=list)
+    calls: int = 0
+
+
+def _ask_model(backend: Backend, spec: Any, data: Dataset, rows: list[int], kind: str,
+               label_map: dict[str, str] | None, examples: list[list[tuple[str, str]]],
+               progress: Callable[[int, int], None] | None) -> _SlmRun:
+    run = _SlmRun(predictions=[None] * len(data.texts), seconds=[None] * len(data.texts))
+    for done, i in enumerate(rows, 1):
+        request = request_for(spec, data.texts[i], kind=kind, examples=examples[i])
+        t0 = time.perf_counter()
+        run.calls += 1
+        try:
+            completion = backend.complete(request)
+            label = parse_answer(spec, completion)["label"]
+        except (BackendError, InvalidAnswer) as exc:
+            run.seconds[i] = time.perf_counter() - t0
+            run.errors.append(f"row {i + 1}: {exc}")
+        else:
+            run.seconds[i] = time.perf_counter() - t0
+            run.ok_seconds += run.seconds[i]
+            run.completion_tokens += completion.completion_tokens
+            run.raw[label] = run.raw.get(label, 0) + 1
+            run.predictions[i] = label_map.get(label, label) if label_map else label
+        if progress is not None:
+            progress(done, len(rows))
+    return run
+
+
+def _path_report(gold: list[str], pred: list[str | None], labels: list[str], seconds: float) -> dict[str, Any]:
+    metrics = classification_metrics(gold, pred, labels)
+    return {
+        **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
+        "n": len(gold),
+        "seconds": round(seconds, 3),
+        "records_per_s": round(len(gold) / seconds, 2) if seconds > 0 else None,
+        "per_class": metrics["per_class"],
+        "confusion": metrics["confusion"],
+    }
+
+
 def evaluate(
-    backend: Backend,
+    backend: Backend | None,
     settings: AnalysisSettings,
     data: Dataset,
     *,
@@ -229,49 +285,91 @@ def evaluate(
     labels_from_data: bool = False,
     label_map: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    router: Router | None = None,
+    paths: tuple[str, ...] = PATHS,
 ) -> dict[str, Any]:
-    """Classify every row of ``data`` with ``backend``, one call per row, and score the answers."""
+    """Classify every row of ``data`` along each path and score each path.
+
+    - triage: the triage classifier's most probable label for every row (needs a trained model).
+    - slm: the language model for every row, one call per row, with the most similar labeled
+      examples from the store in the prompt when ``router`` has an example index.
+    - routed: what edged does: the triage label where it is at least ``confidence_threshold``
+      probable, else the language model's answer. The model is asked only for those rows; its
+      answers are the same calls the slm path makes (greedy decoding gives the same answer to the
+      same prompt), so with both paths each row is sent to the model once. Routed time is the
+      triage time of every row plus the model time of the rows it sent to the model.
+
+    The top-level metrics are those of the routed path (with no triage model, the model's).
+    """
     model_labels, eval_labels = resolve_labels(
         data, list(settings.labels), labels_from_data=labels_from_data, label_map=label_map
     )
-    model_settings = settings.model_copy(update={"labels": model_labels})
-    spec = classify_spec(model_settings)
-    predictions: list[str | None] = []
-    predicted_raw: dict[str, int] = {}
-    latencies: list[float] = []
-    ok_seconds = 0.0
-    completion_tokens = 0
-    errors: list[str] = []
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        raise EvalError(f"paths must be some of {', '.join(PATHS)}; not: {', '.join(unknown) or '(none)'}")
+    triage_model = router.model if router is not None else None
+    if "triage" in paths and triage_model is None and paths == ("triage",):
+        raise EvalError("no trained triage model in the store: run edged learn first")
+    n = len(data.texts)
     started = time.perf_counter()
-    for i, text in enumerate(data.texts):
-        request = request_for(spec, text, kind=kind)
+
+    # The triage classifier on every row (batched as the analyzer does; time shared out evenly).
+    triage_pred: list[str | None] = [None] * n
+    triage_prob = [0.0] * n
+    triage_seconds = 0.0
+    if triage_model is not None:
         t0 = time.perf_counter()
-        try:
-            completion = backend.complete(request)
-            label = parse_answer(spec, completion)["label"]
-        except (BackendError, InvalidAnswer) as exc:
-            latencies.append(time.perf_counter() - t0)
-            errors.append(f"row {i + 1}: {exc}")
-            predictions.append(None)
-        else:
-            seconds = time.perf_counter() - t0
-            latencies.append(seconds)
-            ok_seconds += seconds
-            completion_tokens += completion.completion_tokens
-            predicted_raw[label] = predicted_raw.get(label, 0) + 1
-            predictions.append(label_map.get(label, label) if label_map else label)
-        if progress is not None:
-            progress(i + 1, len(data.texts))
+        for lo in range(0, n, 64):
+            for j, p in enumerate(triage_model.predict(data.texts[lo : lo + 64])):
+                triage_pred[lo + j], triage_prob[lo + j] = p.label, p.probability
+        triage_seconds = time.perf_counter() - t0
+    threshold = router.settings.confidence_threshold if router is not None else 1.0
+    decided = [
+        triage_pred[i] is not None and triage_prob[i] >= threshold and triage_pred[i] in model_labels
+        for i in range(n)
+    ]
+
+    # The language model where a path needs it.
+    ask_rows = list(range(n)) if "slm" in paths else [i for i in range(n) if not decided[i]] if "routed" in paths else []
+    index = router.index if router is not None else None
+    k = router.settings.examples if router is not None else 0
+    examples: list[list[tuple[str, str]]] = [[] for _ in data.texts]
+    if index is not None:
+        for i in ask_rows:
+            examples[i] = [(e.text, e.label) for e in index.nearest(data.texts[i], k)]
+    if ask_rows and backend is None:
+        raise EvalError("the slm and routed paths need the model")
+    spec = classify_spec(settings.model_copy(update={"labels": model_labels}))
+    slm = _ask_model(backend, spec, data, ask_rows, kind, label_map, examples, progress) if ask_rows else _SlmRun(
+        predictions=[None] * n, seconds=[None] * n)
+
+    def mapped(label: str | None) -> str | None:
+        return label_map.get(label, label) if label_map and label is not None else label
+
+    reports: dict[str, Any] = {}
+    if triage_model is not None and "triage" in paths:
+        reports["triage"] = _path_report(data.labels, [mapped(p) for p in triage_pred], eval_labels, triage_seconds)
+    if "slm" in paths:
+        reports["slm"] = _path_report(data.labels, slm.predictions, eval_labels,
+                                      sum(x for x in slm.seconds if x is not None))
+    routed_pred = [mapped(triage_pred[i]) if decided[i] else slm.predictions[i] for i in range(n)]
+    routed_seconds = triage_seconds + sum(slm.seconds[i] or 0.0 for i in range(n) if not decided[i])
+    if "routed" in paths:
+        reports["routed"] = _path_report(data.labels, routed_pred, eval_labels, routed_seconds)
+    headline = reports.get("routed") or reports.get("slm") or reports.get("triage")
     wall = time.perf_counter() - started
-    metrics = classification_metrics(data.labels, predictions, eval_labels)
-    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    lat = [x for x in slm.seconds if x is not None]
+    p50, p95 = percentile(lat, 50), percentile(lat, 95)
+    skipped = sum(decided)
+    decided_right = sum(1 for i in range(n) if decided[i] and mapped(triage_pred[i]) == data.labels[i])
+    overlap = sum(1 for t in data.texts if index.contains(t)) if index is not None else 0
     return {
         "data": str(data.path),
         "task": CLASSIFY,
         "kind": kind,
-        "model": backend.model_name,
-        "backend": backend.name,
-        "n": len(data.texts),
+        "model": backend.model_name if backend is not None else None,
+        "backend": backend.name if backend is not None else None,
+        "n": n,
         "rows_read": data.rows_read,
         "skipped": data.skipped_total,
         "skipped_by_reason": data.skipped,
@@ -280,22 +378,37 @@ def evaluate(
         "taxonomy": model_labels,
         "labels": eval_labels,
         "label_map": label_map,
-        **{k: metrics[k] for k in ("accuracy", "micro_f1", "macro_f1")},
-        "per_class": metrics["per_class"],
-        "confusion": metrics["confusion"],
-        "predicted_model_labels": predicted_raw,
-        "model_calls": len(latencies),
-        "errors": len(errors),
-        "error_examples": errors[:MAX_ERRORS_KEPT],
+        **{k: headline[k] for k in ("accuracy", "micro_f1", "macro_f1", "per_class", "confusion")},
+        "paths": reports,
+        "skipped_model_share": round(skipped / n, 4) if n else 0.0,
+        "triage": None if triage_model is None else {
+            "version": triage_model.version,
+            "runtime": triage_model.runtime,
+            "classes": triage_model.classes,
+            "confidence_threshold": threshold,
+            "decided": skipped,
+            "accuracy_when_decided": round(decided_right / skipped, 4) if skipped else None,
+            "latency_ms_per_record": round(triage_seconds / n * 1000, 4) if n else None,
+        },
+        "examples": {
+            "per_prompt": k if index is not None else 0,
+            "index_size": len(index) if index is not None else 0,
+            # Rows whose text is also a stored label: the model may see its own answer among the examples.
+            "eval_texts_in_store": overlap,
+        },
+        "predicted_model_labels": slm.raw,
+        "model_calls": slm.calls,
+        "errors": len(slm.errors),
+        "error_examples": slm.errors[:MAX_ERRORS_KEPT],
         "latency_ms": {
             "p50": round(p50 * 1000, 1) if p50 is not None else None,
             "p95": round(p95 * 1000, 1) if p95 is not None else None,
-            "mean": round(sum(latencies) / len(latencies) * 1000, 1) if latencies else None,
+            "mean": round(sum(lat) / len(lat) * 1000, 1) if lat else None,
         },
-        "completion_tokens": completion_tokens,
-        "tokens_per_s": round(completion_tokens / ok_seconds, 1) if ok_seconds > 0 else None,
+        "completion_tokens": slm.completion_tokens,
+        "tokens_per_s": round(slm.completion_tokens / slm.ok_seconds, 1) if slm.ok_seconds > 0 else None,
         "seconds": round(wall, 3),
-        "records_per_s": round(len(data.texts) / wall, 2) if wall > 0 else None,
+        "records_per_s": headline["records_per_s"],
     }
 
 
@@ -304,16 +417,36 @@ def format_report(r: dict[str, Any]) -> str:
     source = {"data": "the data's own labels", "map": "the configured taxonomy, mapped", "config": "config"}
     lines = [
         f"data        {r['data']}: {r['n']} rows scored, {r['skipped']} skipped, {r['distinct_texts']} distinct texts",
-        f"model       {r['model']} via {r['backend']}; task {r['task']}, kind {r['kind']}",
+        f"model       {r['model'] or '(not loaded)'} via {r['backend'] or '-'}; task {r['task']}, kind {r['kind']}",
         f"taxonomy    {', '.join(r['taxonomy'])} (from {source[r['label_source']]})",
     ]
     if r["label_map"]:
         lines.append("mapping     " + ", ".join(f"{k} -> {v}" for k, v in r["label_map"].items()))
     lat = r["latency_ms"]
     tps = "n/a" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:.1f}"
+    t = r["triage"]
+    if t is not None:
+        when = "n/a" if t["accuracy_when_decided"] is None else f"{t['accuracy_when_decided']:.3f}"
+        lines.append(
+            f"triage      version {t['version']} ({t['runtime']}), threshold {t['confidence_threshold']}: decided"
+            f" {t['decided']} of {r['n']} rows ({r['skipped_model_share']:.1%} never reached the model),"
+            f" right on {when} of them; {t['latency_ms_per_record']} ms per record"
+        )
+    else:
+        lines.append("triage      no trained triage model in the store (edged learn): every row went to the model")
+    ex = r["examples"]
+    lines.append(
+        f"examples    {ex['per_prompt']} per prompt from {ex['index_size']} stored labels"
+        + (f"; {ex['eval_texts_in_store']} evaluated texts are stored labels too" if ex["eval_texts_in_store"] else "")
+    )
+    lines += ["", f"{'path':<8}  micro-F1  macro-F1  records/s"]
+    for name, p in r["paths"].items():
+        rps = "n/a" if p["records_per_s"] is None else f"{p['records_per_s']:.2f}"
+        lines.append(f"{name:<8}  {p['micro_f1']:8.3f}  {p['macro_f1']:8.3f}  {rps:>9}")
     lines += [
         "",
-        f"accuracy {r['accuracy']:.3f}   micro-F1 {r['micro_f1']:.3f}   macro-F1 {r['macro_f1']:.3f}",
+        f"accuracy {r['accuracy']:.3f}   micro-F1 {r['micro_f1']:.3f}   macro-F1 {r['macro_f1']:.3f}"
+        f"   (path {next(iter(p for p in ('routed', 'slm', 'triage') if p in r['paths']), '-')})",
         f"model calls {r['model_calls']} ({r['errors']} failed); latency p50 {lat['p50']} ms, p95 {lat['p95']} ms;"
         f" {tps} tokens/s; {r['seconds']:.1f} s in all",
         "",

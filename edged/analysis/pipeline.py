@@ -4,6 +4,8 @@
   line); every later line of it reuses the classification, and takes the extracted values that came
   from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
 - Incident reports always go to the model: classify, extract and summarize.
+- Classification is routed (edged.triage): where the triage classifier is confident its label is
+  the answer and the model is not asked; otherwise the model is, with similar labeled examples.
 - Calls are grouped by task (all classifications, then all extractions, then summaries), so
   consecutive calls share their task's system prompt and llama.cpp reuses its KV cache.
 """
@@ -32,6 +34,8 @@ from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
 from edged.store.inbox import Claimed, ResultRow
+from edged.triage.retrieval import Example
+from edged.triage.router import SLM, TRIAGE, Router
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ class _Work:
     latency_s: float = 0.0
     error: str | None = None
     param_map: dict[str, int] = field(default_factory=dict)
+    classified_by: str | None = None
+    triage_version: int | None = None
+    examples: list[Example] = field(default_factory=list)
 
 
 @dataclass
@@ -89,8 +96,16 @@ class ResultCache:
 
 
 class Pipeline:
-    def __init__(self, settings: AnalysisSettings, backend: Backend, templates: TemplateStore, cache: ResultCache):
+    def __init__(
+        self,
+        settings: AnalysisSettings,
+        backend: Backend,
+        templates: TemplateStore,
+        cache: ResultCache,
+        router: Router | None = None,
+    ):
         self.settings = settings
+        self.router = router
         self.backend = backend
         self.templates = templates
         self.cache = cache
@@ -127,6 +142,7 @@ class Pipeline:
             exact = self.cache.get(self._exact_key(w.record.text))
             if exact is not None:
                 w.answers, w.confidence, w.path = exact["answers"], exact.get("confidence"), "exact_cache"
+                w.classified_by, w.triage_version = exact.get("classified_by", SLM), exact.get("triage_version")
                 hits["exact"] += 1
                 continue
             cached = self.cache.get(self._template_key(tid))
@@ -140,14 +156,17 @@ class Pipeline:
                 first_of_template[tid] = w
                 needs[CLASSIFY].append(w)
                 needs[EXTRACT].append(w)
-        # 2. The model, one task at a time.
+        # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
+        if self.router is not None and needs[CLASSIFY]:
+            self._route(needs)
+        # 3. The model, one task at a time.
         for task in (CLASSIFY, EXTRACT, SUMMARIZE):
             for w in needs[task]:
                 if should_stop():
                     raise Interrupted()
                 if w.error is None:
                     model_calls += self._ask(w, task)
-        # 3. New templates' answers serve their later lines in the batch, and the cache.
+        # 4. New templates' answers serve their later lines in the batch, and the cache.
         for tid, w in first_of_template.items():
             if w.error is not None:
                 continue
@@ -156,6 +175,8 @@ class Pipeline:
                 "confidence": w.confidence,
                 "params": w.mined.params if w.mined else [],
                 "param_map": _param_map(w.answers.get(EXTRACT, {}), w.mined.params if w.mined else []),
+                "classified_by": w.classified_by,
+                "triage_version": w.triage_version,
             }
             new_cache[self._template_key(tid)] = entry
             self.cache.put(self._template_key(tid), entry)
@@ -168,7 +189,8 @@ class Pipeline:
                     self._from_template(w, new_cache[self._template_key(w.mined.template_id)])
             if w.path == "model" and w.record.kind == "log" and w.error is None:
                 key = self._exact_key(w.record.text)
-                entry = {"answers": w.answers, "confidence": w.confidence}
+                entry = {"answers": w.answers, "confidence": w.confidence, "classified_by": w.classified_by,
+                         "triage_version": w.triage_version}
                 new_cache[key] = entry
                 self.cache.put(key, entry)
         results, failures = [], []
@@ -188,9 +210,22 @@ class Pipeline:
             records={r.record_id: r for r in records},
         )
 
+    def _route(self, needs: dict[str, list[_Work]]) -> None:
+        decisions = self.router.decide([w.record.text for w in needs[CLASSIFY]])
+        ask = []
+        for w, d in zip(needs[CLASSIFY], decisions):
+            if d.label is not None:
+                w.answers[CLASSIFY] = {"label": d.label, "severity": d.severity}
+                w.confidence, w.classified_by, w.triage_version = d.probability, TRIAGE, d.version
+            else:
+                w.examples = d.examples
+                ask.append(w)
+        needs[CLASSIFY] = ask
+
     def _ask(self, w: _Work, task: str) -> int:
         spec = self.specs[task]
-        request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind)
+        examples = [(e.text, e.label) for e in w.examples] if task == CLASSIFY else None
+        request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind, examples=examples)
         started = time.perf_counter()
         try:
             completion = self.backend.complete(request)
@@ -209,6 +244,7 @@ class Pipeline:
         w.calls += 1
         if task == CLASSIFY:
             w.confidence = label_confidence(completion, answer["label"], self.settings.labels)
+            w.classified_by = SLM
         return 1
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:
@@ -222,6 +258,7 @@ class Pipeline:
                 fields[name] = _as_type(params[index], fields[name])
             answers[EXTRACT] = fields
         w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
+        w.classified_by, w.triage_version = entry.get("classified_by", SLM), entry.get("triage_version")
 
     def _result(self, w: _Work) -> ResultRow:
         classify = w.answers.get(CLASSIFY, {})
@@ -243,6 +280,8 @@ class Pipeline:
             prompt_version=PROMPT_VERSION,
             model_calls=w.calls,
             latency_ms=round(w.latency_s * 1000, 2) if w.calls else None,
+            classified_by=w.classified_by if CLASSIFY in w.answers else None,
+            triage_version=w.triage_version,
         )
 
 

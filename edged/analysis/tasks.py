@@ -121,12 +121,33 @@ def build_specs(s: AnalysisSettings) -> dict[str, TaskSpec]:
     return {CLASSIFY: classify_spec(s), EXTRACT: extract_spec(s), SUMMARIZE: summarize_spec(s)}
 
 
-def request_for(spec: TaskSpec, text: str, *, machine: str | None = None, kind: str = "log") -> CompletionRequest:
+EXAMPLE_CHARS = 160  # of each retrieved example in a prompt: eight of them must leave room for the text
+
+
+def examples_block(examples: list[tuple[str, str]]) -> str:
+    """Labeled texts like the one to classify, most similar last (nearest the text: small models
+    weigh what they read last most)."""
+    if not examples:
+        return ""
+    lines = "".join(f'\n"{text[:EXAMPLE_CHARS]}" -> {label}' for text, label in reversed(examples))
+    return f"Labeled examples like this one:{lines}\n\n"
+
+
+def request_for(
+    spec: TaskSpec,
+    text: str,
+    *,
+    machine: str | None = None,
+    kind: str = "log",
+    examples: list[tuple[str, str]] | None = None,
+) -> CompletionRequest:
+    """The request for one record. Examples go into the user message, after the system prompt,
+    so the shared prefix (and llama.cpp's cache of it) stays the same for every call of the task."""
     head = {"incident": "Incident report", "digest": "Recent log lines, grouped"}.get(kind, "Log line")
     where = f" from machine {machine}" if machine else ""
     return CompletionRequest(
         system=spec.system,
-        user=f"{head}{where}:\n{text[:MAX_INPUT_CHARS]}",
+        user=f"{examples_block(examples or [])}{head}{where}:\n{text[:MAX_INPUT_CHARS]}",
         schema=spec.schema,
         max_tokens=spec.max_tokens,
     )

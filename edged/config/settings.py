@@ -258,6 +258,54 @@ class AnalysisSettings(Section):
         return value
 
 
+class TriageSettings(Section):
+    """The triage classifier and example retrieval, learned from labels in the store (edged.triage)."""
+
+    enabled: bool = Field(True, description="route classifications through the triage classifier when one is trained")
+    confidence_threshold: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="a triage label at least this probable is the result and the language model is not called;"
+        " below it the model decides (1 = always the model)",
+    )
+    examples: int = Field(
+        8, ge=0, le=32, description="most similar labeled examples put into the model's prompt; 0 = none"
+    )
+    min_labels: int = Field(30, ge=4, description="labels needed before a classifier is trained")
+    retrain_after: int = Field(
+        50, ge=0, description="new labels that start an automatic training; 0 = only edged learn trains"
+    )
+    heldout_percent: int = Field(
+        20, ge=5, le=50, description="share of labels (by a hash of the text) kept out of training to score versions"
+    )
+    max_labels: int = Field(
+        50_000, ge=10, description="newest distinct labeled texts used for training and retrieval"
+    )
+    hash_buckets: int = Field(16384, ge=256, le=1 << 20, description="feature buckets of the hashed n-grams")
+    epochs: int = Field(30, ge=1, le=500, description="training passes over the labels")
+    learn_from_model_confidence: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="also learn from language-model answers at least this confident; unset = never (a small"
+        " model's confidence is a poor guide, and its mistakes would be learned)",
+    )
+    severities: dict[str, int] = Field(
+        default_factory=lambda: {"normal": 0, "warning": 2, "fault": 4, "safety": 5, "security": 3},
+        description="severity given with a triage label (the classifier learns labels only); labels not listed"
+        " get no severity",
+    )
+
+    @field_validator("severities")
+    @classmethod
+    def _severity_range(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [k for k, v in value.items() if not 0 <= v <= 5]
+        if bad:
+            raise ValueError("severities must be 0 to 5; out of range: " + ", ".join(bad))
+        return value
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
@@ -324,6 +372,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     backend: BackendConfig = Field(default_factory=LlamaCppConfig)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     web: WebSettings = Field(default_factory=WebSettings)
 

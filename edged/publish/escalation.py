@@ -34,6 +34,7 @@ REFINED_PATH = "refined_upstream"
 RESULT_COLUMNS = (
     "record_id", "template_id", "label", "severity", "confidence", "fields", "summary", "needs_review", "path",
     "model", "model_sha256", "backend", "prompt_version", "model_calls", "latency_ms", "analyzed_at",
+    "classified_by", "triage_version",
 )
 RECORD_COLUMNS = ("record_id", "source", "machine", "kind", "text", "flags", "received_at")
 
@@ -89,6 +90,7 @@ def apply_reply(db: sqlite_utils.Database, builder: OutboxBuilder, reply: dict[s
     values["needs_review"] = False
     values["path"] = REFINED_PATH
     values["label"] = reply["label"]
+    values["classified_by"], values["triage_version"] = "upstream", None
     for key in ("severity", "summary", "fields", "model"):
         if key in reply:
             values[key] = reply[key]
@@ -96,7 +98,7 @@ def apply_reply(db: sqlite_utils.Database, builder: OutboxBuilder, reply: dict[s
     result = ResultRow(**values)
     db.execute(
         "UPDATE results SET label = ?, severity = ?, fields = ?, summary = ?, needs_review = 0, path = ?,"
-        " model = ?, analyzed_at = ? WHERE record_id = ?",
+        " model = ?, analyzed_at = ?, classified_by = 'upstream', triage_version = NULL WHERE record_id = ?",
         (
             result.label, result.severity,
             None if result.fields is None else json.dumps(result.fields, ensure_ascii=False),

@@ -97,6 +97,8 @@ class OutboxBuilder:
             "summary": result.summary,
             "path": result.path,
             "refined": refined,
+            "classified_by": result.classified_by,
+            "triage_version": result.triage_version,
             "model": {"name": result.model, "sha256": result.model_sha256, "backend": result.backend},
             "prompt_version": result.prompt_version,
             "latency_ms": result.latency_ms,

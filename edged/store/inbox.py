@@ -47,6 +47,8 @@ class ResultRow:
     model_calls: int
     latency_ms: float | None
     analyzed_at: float = field(default_factory=time.time)
+    classified_by: str | None = None  # triage | slm | upstream: which path gave the label (None: no label)
+    triage_version: int | None = None  # the triage model version that gave it
 
     def as_tuple(self) -> tuple:
         return (
@@ -66,13 +68,15 @@ class ResultRow:
             self.model_calls,
             self.latency_ms,
             self.analyzed_at,
+            self.classified_by,
+            self.triage_version,
         )
 
 
 INSERT_RESULT = (
     "INSERT OR REPLACE INTO results (record_id, template_id, label, severity, confidence, fields, summary,"
-    " needs_review, path, model, model_sha256, backend, prompt_version, model_calls, latency_ms, analyzed_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " needs_review, path, model, model_sha256, backend, prompt_version, model_calls, latency_ms, analyzed_at,"
+    " classified_by, triage_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

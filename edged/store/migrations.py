@@ -237,3 +237,53 @@ def create_label_corrections(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX label_corrections_record ON label_corrections (record_id, id)")
+
+
+@migration(5)
+def create_learning_tables(db: sqlite_utils.Database) -> None:
+    # Labeled texts the triage classifier and the example retrieval learn from. A text is copied
+    # here (a correction's record may later be evicted; its label must stay). One row per
+    # (source, ref): a newer correction of the same record replaces the older one.
+    #   source: correction (web or API), import (edged learn --data), model (a confident answer).
+    db.execute(
+        """
+        CREATE TABLE training_labels (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL,
+            label TEXT NOT NULL,
+            source TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            added_at REAL NOT NULL,
+            UNIQUE (source, ref)
+        )
+        """
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO training_labels (text, label, source, ref, added_at)"
+        " SELECT r.text, lc.new_label, 'correction', lc.record_id, lc.corrected_at"
+        " FROM label_corrections lc JOIN records r ON r.record_id = lc.record_id ORDER BY lc.id"
+    )
+    # Trained triage models. A version is active only when it beat the active one on held-out labels;
+    # the others stay for the record (their .tflite is dropped after a while to bound the size).
+    db.execute(
+        """
+        CREATE TABLE triage_models (
+            version INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            classes TEXT NOT NULL,
+            features TEXT NOT NULL,
+            train_size INTEGER NOT NULL,
+            heldout_size INTEGER NOT NULL,
+            heldout_micro_f1 REAL NOT NULL,
+            previous_micro_f1 REAL,
+            labels_seen INTEGER NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0,
+            decision TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            tflite BLOB
+        )
+        """
+    )
+    # Which path classified a result: the triage classifier (no model call) or the language model.
+    db.execute("ALTER TABLE results ADD COLUMN classified_by TEXT")
+    db.execute("ALTER TABLE results ADD COLUMN triage_version INTEGER")

@@ -15,6 +15,7 @@ import sqlite_utils
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter, WriteBatch
 from edged.submit import incident_record
+from edged.triage.labels import add_correction
 from edged.web.queries import current_label
 
 MAX_REPORT_CHARS = 20_000
@@ -76,6 +77,8 @@ def correct_label(writer: StoreWriter, record_id: str, new_label: str | None, la
             " VALUES (?, ?, ?, ?, ?, ?)",
             (record_id, old, new_label, corrected_by, time.time(), note),
         )
+        # The same label, with the record's text, is a training label (edged.triage).
+        add_correction(db, record_id, new_label)
         db.conn.execute(ADD_COUNTER, ("web.label_corrections", 1))
         return True, old
 
