@@ -164,10 +164,12 @@ def test_corrections_win_over_imports_and_labels_outside_the_taxonomy_are_left_o
 def test_importing_the_same_file_twice_changes_nothing(tmp_path):
     db = open_database(tmp_path / "edged.db")
     rows = make(5, seed=8)
-    assert import_rows(db, rows) == len(rows)
+    assert import_rows(db, rows) == (len(rows), 0)
     generation = label_store.generation(db)
-    assert import_rows(db, rows) == 0
+    assert import_rows(db, rows) == (0, 0)
     assert label_store.generation(db) == generation
+    assert import_rows(db, [(rows[0][0], "security" if rows[0][1] != "security" else "normal")]) == (0, 1)
+    assert label_store.generation(db) != generation
 
 
 def test_the_evaluation_holdout_and_the_version_holdout_are_independent_splits():

@@ -64,11 +64,16 @@ def import_file(settings: Settings, args: argparse.Namespace) -> dict:
     db = open_database(settings.store.path)
     try:
         with write_transaction(db):
-            changed = label_store.add_imported(db, kept)
+            new, changed = label_store.add_imported(db, kept)
     finally:
         db.conn.close()
+    labels_of: dict[str, set[str]] = {}
+    for text, label in kept:
+        labels_of.setdefault(label_store.text_key(text), set()).add(label)
     return {"file": str(data.path), "rows": len(rows), "skipped": data.skipped_total, "imported": len(kept),
-            "new_or_changed": changed, "held_out": len(held), "held_out_file": str(held_path) if held_path else None}
+            "distinct_texts": len(labels_of), "new": new, "changed": changed,
+            "texts_with_conflicting_labels": sum(1 for ls in labels_of.values() if len(ls) > 1), "held_out": len(held),
+            "held_out_file": str(held_path) if held_path else None}
 
 
 def _write(db):
@@ -82,9 +87,13 @@ def format_learn(imported: dict | None, report: LearnReport | None, problem: str
     lines = []
     if imported:
         lines.append(
-            f"imported    {imported['imported']} of {imported['rows']} rows from {imported['file']}"
-            f" ({imported['new_or_changed']} new or changed, {imported['skipped']} skipped as empty)"
+            f"imported    {imported['imported']} of {imported['rows']} rows from {imported['file']}:"
+            f" {imported['distinct_texts']} distinct texts, {imported['new']} new to the store, {imported['changed']}"
+            f" relabeled; {imported['skipped']} rows skipped as empty"
         )
+        if imported["texts_with_conflicting_labels"]:
+            lines.append(f"conflicts   {imported['texts_with_conflicting_labels']} texts have more than one label in"
+                         " the file; the last one was kept")
         if imported["held_out"]:
             lines.append(f"held out    {imported['held_out']} rows, written to {imported['held_out_file']}")
     if problem:

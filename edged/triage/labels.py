@@ -58,12 +58,23 @@ def add_correction(db: sqlite_utils.Database, record_id: str, label: str, at: fl
         db.conn.execute(UPSERT, (row[0], label, "correction", record_id, at or time.time()))
 
 
-def add_imported(db: sqlite_utils.Database, rows: list[tuple[str, str]]) -> int:
-    """Labeled (text, label) rows from a file (in the caller's transaction); returns rows new or changed."""
+def add_imported(db: sqlite_utils.Database, rows: list[tuple[str, str]]) -> tuple[int, int]:
+    """Labeled (text, label) rows from a file (in the caller's transaction); returns (texts new to the
+    store, texts whose label changed). A text given twice keeps its last label."""
     now = time.time()
-    before = db.conn.total_changes
-    db.conn.executemany(UPSERT, [(text, label, "import", text_key(text), now) for text, label in rows])
-    return db.conn.total_changes - before
+    latest = {text_key(text): (text, label) for text, label in rows}
+    keys = list(latest)
+    known: dict[str, str] = {}
+    for lo in range(0, len(keys), 500):
+        chunk = keys[lo : lo + 500]
+        known.update(db.execute(
+            f"SELECT ref, label FROM training_labels WHERE source = 'import' AND ref IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall())
+    db.conn.executemany(UPSERT, [(text, label, "import", key, now) for key, (text, label) in latest.items()])
+    new = sum(1 for key in keys if key not in known)
+    changed = sum(1 for key in keys if key in known and known[key] != latest[key][1])
+    return new, changed
 
 
 def add_model_answers(db: sqlite_utils.Database, min_confidence: float, labels: list[str]) -> int:
