@@ -280,7 +280,10 @@ class TriageSettings(Section):
         20, ge=5, le=50, description="share of labels (by a hash of the text) kept out of training to score versions"
     )
     max_labels: int = Field(
-        50_000, ge=10, description="newest distinct labeled texts used for training and retrieval"
+        20_000,
+        ge=10,
+        description="newest distinct labeled texts used for training and retrieval (bounds memory: the example"
+        " index holds ~1 KB per short text, more for long ones)",
     )
     hash_buckets: int = Field(16384, ge=256, le=1 << 20, description="feature buckets of the hashed n-grams")
     epochs: int = Field(30, ge=1, le=500, description="training passes over the labels")

@@ -7,7 +7,10 @@
 ``storage.paused_reasons``, ``storage.backpressure_engaged`` (see edged.store.retention),
 ``upstream.unsent``, ``upstream.sent``, ``upstream.oldest_unsent_s`` (results in the outbox not yet /
 already acknowledged by the upstream broker; age in seconds of the oldest unsent one, null if none),
-``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters).
+``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters),
+``analysis.classified_by`` (results by path: triage, slm, upstream), ``triage.labels`` (training labels by
+source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at; null
+before the first accepted training).
 """
 
 from __future__ import annotations
@@ -39,6 +42,20 @@ def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
         "templates": db.execute("SELECT count(*) FROM templates").fetchone()[0],
         "digests": db.execute("SELECT count(*) FROM digests").fetchone()[0],
         "parked": _grouped(db, "SELECT coalesce(error, '?'), count(*) FROM records WHERE status = 'parked' GROUP BY 1"),
+        "classified_by": _grouped(
+            db, "SELECT classified_by, count(*) FROM results WHERE classified_by IS NOT NULL GROUP BY 1"
+        ),
+    }
+
+
+def _triage(db: sqlite_utils.Database) -> dict[str, Any]:
+    active = db.execute(
+        "SELECT version, heldout_micro_f1, train_size, created_at FROM triage_models WHERE active = 1"
+    ).fetchone()
+    return {
+        "labels": _grouped(db, "SELECT source, count(*) FROM training_labels GROUP BY source"),
+        "versions": db.execute("SELECT count(*) FROM triage_models").fetchone()[0],
+        "active": dict(zip(("version", "heldout_micro_f1", "train_size", "created_at"), active)) if active else None,
     }
 
 
@@ -66,6 +83,7 @@ def collect_status(db: sqlite_utils.Database, path: Path, max_bytes: int | None 
         # state.* rows are gauges (the retention job's current state), shown under storage.
         "counters": _grouped(db, "SELECT name, value FROM counters WHERE name NOT LIKE 'state.%' ORDER BY name"),
         "analysis": _analysis(db),
+        "triage": _triage(db),
         "db": {"path": str(path), "bytes": database_bytes(path)},
         "schema_version": current_version(db),
         "storage": storage_status(db, path, max_bytes),
@@ -97,6 +115,17 @@ def format_status(status: dict[str, Any]) -> str:
     )
     if a["by_label"]:
         lines.append("labels     " + ", ".join(f"{k} {v}" for k, v in sorted(a["by_label"].items())))
+    if a["classified_by"]:
+        lines.append("classified " + ", ".join(f"by {k} {v}" for k, v in sorted(a["classified_by"].items())))
+    t = status["triage"]
+    active = t["active"]
+    lines.append(
+        f"triage     {sum(t['labels'].values())} labels"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(t['labels'].items()))})" if t["labels"] else "")
+        + f"; {t['versions']} trained versions"
+        + (f", version {active['version']} active (held-out micro-F1 {active['heldout_micro_f1']:.3f},"
+           f" trained on {active['train_size']})" if active else ", none active")
+    )
     if a["parked"]:
         lines.append("parked")
         lines += [f"  {n:>10}  {error[:100]}" for error, n in a["parked"].items()]

@@ -199,7 +199,8 @@ def record_detail(db: sqlite_utils.Database, record_id: str) -> dict[str, Any] |
         db,
         "SELECT r.template_id, t.template, r.label AS model_label, r.severity, r.confidence, r.fields, r.summary,"
         " r.needs_review, r.path, r.model, r.model_sha256, r.backend, r.prompt_version, r.model_calls,"
-        " r.latency_ms, r.analyzed_at FROM results r LEFT JOIN templates t ON t.template_id = r.template_id"
+        " r.latency_ms, r.analyzed_at, r.classified_by, r.triage_version"
+        " FROM results r LEFT JOIN templates t ON t.template_id = r.template_id"
         " WHERE r.record_id = ?",
         [record_id],
     )

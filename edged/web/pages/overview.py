@@ -159,6 +159,14 @@ def _model(status: dict[str, Any], runtime: Runtime, extra: dict[str, Any]) -> S
          if a["needs_review"] else "0"),
         ("Labels corrected", number(extra.get("label_corrections", 0))),
     ]
+    by = a["classified_by"]
+    if by.get("triage"):
+        rows.append(("Classified without the model",
+                     f"{number(by['triage'])} ({100 * by['triage'] / sum(by.values()):.0f}%)"))
+    active = status["triage"]["active"]
+    rows.append(("Triage classifier", "not trained yet" if active is None else
+                 f"v{active['version']}, held-out micro-F1 {active['heldout_micro_f1']:.2f},"
+                 f" {number(active['train_size'])} labels"))
     return _card("Model", head + _figures(rows))
 
 

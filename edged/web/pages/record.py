@@ -72,6 +72,9 @@ def _result_card(rec: dict[str, Any]) -> Safe:
         ("Template", fmt('<code class="wrap">{}</code>', r["template"]) if r["template"] else "—"),
         ("How", {"model": "model call", "template_cache": "reused from its template",
                  "exact_cache": "reused (same text seen before)"}.get(r["path"], r["path"])),
+        ("Classified by", {"triage": f"triage classifier v{r['triage_version']} (no model call)",
+                           "slm": "language model", "upstream": "a bigger model upstream"}.get(
+            r["classified_by"], "—")),
         ("Model", fmt('<span class="mono">{}</span> via {}', r["model"] or "—", r["backend"] or "—")),
         ("Model calls", number(r["model_calls"])),
         ("Analysis time", "—" if r["latency_ms"] is None else f"{r['latency_ms']:,.0f} ms"),
