@@ -190,3 +190,21 @@ def test_retrieval_returns_the_most_similar_labeled_texts_first():
     assert found[0].similarity >= found[1].similarity >= found[2].similarity > 0
     assert index.nearest("", 3) == [] and index.nearest("anything", 0) == []
     assert index.contains(rows[0][0].upper())
+
+
+def test_confident_model_answers_become_labels_only_when_configured_and_never_triage_ones(tmp_path):
+    db = open_database(tmp_path / "edged.db")
+    with write_transaction(db):
+        for i, (text, by, conf) in enumerate([("pump 1 leaking oil", "slm", 0.97), ("valve 2 stuck", "slm", 0.4),
+                                              ("E-STOP pressed", "triage", 0.99)]):
+            db.conn.execute(
+                "INSERT INTO records (record_id, source, kind, text, flags, received_at) VALUES (?, 't', 'log', ?, '', 0)",
+                (f"r{i}", text))
+            db.conn.execute(
+                "INSERT INTO results (record_id, label, confidence, path, analyzed_at, classified_by)"
+                " VALUES (?, 'fault', ?, 'model', 0, ?)", (f"r{i}", conf, by))
+        label_store.add_imported(db, make(8, seed=12))
+    learn(db, writer_for(db), SMALL, TAXONOMY)  # off by default: no model answers taken
+    assert db.execute("SELECT count(*) FROM training_labels WHERE source = 'model'").fetchone()[0] == 0
+    learn(db, writer_for(db), SMALL.model_copy(update={"learn_from_model_confidence": 0.9}), TAXONOMY)
+    assert db.execute("SELECT text FROM training_labels WHERE source = 'model'").fetchall() == [("pump 1 leaking oil",)]

@@ -62,6 +62,10 @@ def test_learn_imports_holds_out_part_of_the_file_and_trains(setup):
     assert trained["runtime"] == "ai-edge-litert"
     assert query(tmp_path / "edged.db", "SELECT version, active, train_size FROM triage_models") == [
         (1, 1, trained["train_size"])]
+    status = edged(tmp_path, config, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    triage = json.loads(status.stdout)["triage"]
+    assert triage["active"]["version"] == 1 and triage["labels"] == {"import": trained["labels"]}
     # The same file again: no new labels, a second version that is not better stays inactive.
     again = edged(tmp_path, config, "learn", "--data", str(data), "--text-col", "work order", "--label-col", "kind",
                   "--holdout", "0.25")
