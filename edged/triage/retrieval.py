@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edged.triage.features import FeatureSpec, normalize, sparse
+from edged.triage.features import FeatureSpec, sparse
+
+
+def _same(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Example:
 class ExampleIndex:
     def __init__(self, texts: list[str], labels: list[str], spec: FeatureSpec) -> None:
         self.texts, self.labels, self.spec = texts, labels, spec
-        self._normalized = {normalize(t).strip() for t in texts}
+        self._texts = {_same(t) for t in texts}
         rows, cols, vals = [], [], []
         for row, text in enumerate(texts):
             index, values = sparse(text, spec)
@@ -42,7 +46,8 @@ class ExampleIndex:
         return len(self.texts)
 
     def contains(self, text: str) -> bool:
-        return normalize(text).strip() in self._normalized
+        """Whether ``text`` is one of the examples (ignoring case and spacing, as labels do)."""
+        return _same(text) in self._texts
 
     def nearest(self, text: str, k: int) -> list[Example]:
         """The ``k`` most similar examples, most similar first (those with no n-gram in common left out)."""
