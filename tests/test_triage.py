@@ -15,6 +15,7 @@ from edged.triage import runtime, versions
 from edged.triage.features import FeatureSpec, dense, sparse
 from edged.triage.learn import NotEnoughLabels, due, learn
 from edged.triage.retrieval import ExampleIndex
+from edged.triage.router import Router
 from edged.triage.runtime import RuntimeMissing, TriageModel
 from edged.triage.tflite_export import export_linear_softmax, read_metadata
 from tests.support.labeled_texts import make
@@ -74,9 +75,24 @@ def test_the_exported_tflite_runs_in_litert_and_matches_numpy():
     assert [p.label for p in model.predict(texts)] == [TAXONOMY[i] for i in expected.argmax(1)]
 
 
-def test_a_file_that_is_not_tflite_is_refused():
+def test_a_file_that_is_not_tflite_or_is_damaged_is_refused():
     with pytest.raises(ValueError, match="TFL3"):
         read_metadata(b"\0" * 64)
+    blob = export_linear_softmax(np.zeros((2, 8), np.float32), np.zeros(2, np.float32), {"classes": ["a", "b"]})
+    with pytest.raises(ValueError, match="damaged"):
+        read_metadata(blob[:40])
+
+
+def test_a_damaged_active_model_is_logged_and_not_used(tmp_path, caplog):
+    db = open_database(tmp_path / "edged.db")
+    import_rows(db, make(8, seed=13))
+    learn(db, writer_for(db), SMALL, TAXONOMY)
+    with write_transaction(db):
+        db.conn.execute("UPDATE triage_models SET tflite = substr(tflite, 1, 40)")
+    router = Router(SMALL, TAXONOMY)
+    router.refresh(db)
+    assert router.model is None and "not used" in caplog.text
+    assert all(d.label is None for d in router.decide(["E-STOP pressed"]))  # the model decides everything
 
 
 def test_without_any_tflite_runtime_the_error_says_what_to_install(monkeypatch):

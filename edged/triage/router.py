@@ -66,13 +66,18 @@ class Router:
         if current is None:
             self.model, self._version = None, None
             return
+        self._version = current[0].version  # tried once: a file that fails to load is not retried
         try:
             self.model = TriageModel(current[1], version=current[0].version)
         except RuntimeMissing as exc:
             self.runtime_error = str(exc)
+            self.model = None
             log.warning("triage classifier not used: %s", exc)
             return
-        self._version = current[0].version
+        except ValueError as exc:
+            self.model = None
+            log.error("triage model version %d not used: %s", current[0].version, exc)
+            return
         log.info("triage model version %d loaded (%s, %d classes)", self._version, self.model.runtime,
                  len(self.model.classes))
 

@@ -16,6 +16,7 @@ into the model's metadata under ``edged_triage`` (JSON), so a .tflite file descr
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import flatbuffers
@@ -158,11 +159,17 @@ def read_metadata(model: bytes) -> dict[str, Any]:
     buf = bytearray(model)
     if buf[4:8] != FILE_IDENTIFIER:
         raise ValueError("not a .tflite file (no TFL3 identifier)")
-    root = flatbuffers.table.Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    try:
+        meta = _metadata(buf)
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"a damaged .tflite file: {exc}") from None
+    if meta is None:
+        raise ValueError(f"the .tflite file has no {METADATA_NAME} metadata")
+    return meta
 
-    def field_table(table: flatbuffers.table.Table, slot: int) -> int | None:
-        off = table.Offset(4 + 2 * slot)
-        return table.Pos + off if off else None
+
+def _metadata(buf: bytearray) -> dict[str, Any] | None:
+    root = flatbuffers.table.Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
 
     def vector(table: flatbuffers.table.Table, slot: int) -> tuple[int, int]:
         off = table.Offset(4 + 2 * slot)
@@ -172,10 +179,9 @@ def read_metadata(model: bytes) -> dict[str, Any]:
 
     def vector_table(table: flatbuffers.table.Table, slot: int, i: int) -> flatbuffers.table.Table:
         start, _ = vector(table, slot)
-        pos = table.Indirect(start + 4 * i)
-        return flatbuffers.table.Table(buf, pos)
+        return flatbuffers.table.Table(buf, table.Indirect(start + 4 * i))
 
-    meta_start, meta_len = vector(root, 6)
+    _, meta_len = vector(root, 6)  # Model.metadata
     for i in range(meta_len):
         entry = vector_table(root, 6, i)
         name_off = entry.Offset(4)
@@ -183,7 +189,6 @@ def read_metadata(model: bytes) -> dict[str, Any]:
             continue
         index_off = entry.Offset(6)
         index = entry.Get(flatbuffers.number_types.Uint32Flags, entry.Pos + index_off) if index_off else 0
-        buffer = vector_table(root, 4, index)
-        data_start, data_len = vector(buffer, 0)
+        data_start, data_len = vector(vector_table(root, 4, index), 0)  # Model.buffers[index].data
         return json.loads(bytes(buf[data_start : data_start + data_len]))
-    raise ValueError(f"the .tflite file has no {METADATA_NAME} metadata")
+    return None
