@@ -103,7 +103,11 @@ def test_eval_scores_all_three_paths_with_the_real_model(setup):
     assert out["micro_f1"] == out["paths"]["routed"]["micro_f1"]
     decided = out["triage"]["decided"]
     assert out["skipped_model_share"] == round(decided / 13, 4) and decided < 13
-    assert out["model_calls"] == 13 and out["errors"] == 0  # the slm path asks about every row
+    # The slm path asks about every row; routed asks again, among the classifier's candidates, where it is unsure.
+    assert out["model_calls"] == 13 + (13 - decided) and out["errors"] == 0
+    sent = out["triage"]["sent_to_model"]
+    assert sent["n"] == 13 - decided and 0 <= sent["model_accuracy"] <= 1 and 0 <= sent["triage_accuracy"] <= 1
+    assert [x["threshold"] for x in out["triage"]["by_threshold"]] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     assert out["examples"]["per_prompt"] == 8 and out["examples"]["index_size"] > 100
     # The human report names every path.
     text = edged(tmp_path, config, "eval", "--data", str(small), "--text-col", "work order", "--label-col", "kind",

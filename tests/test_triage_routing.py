@@ -29,7 +29,7 @@ TRIAGE = TriageSettings(hash_buckets=4096, epochs=20, min_labels=20, confidence_
 
 def scripted(request):
     if "label" in request.schema["properties"]:
-        return {"label": "warning", "severity": 2}
+        return {"label": request.schema["properties"]["label"]["enum"][-1], "severity": 2}
     if "summary" in request.schema["properties"]:
         return {"summary": "s"}
     return {k: None for k in request.schema["properties"]}
@@ -79,9 +79,13 @@ def test_confident_triage_labels_skip_the_model_and_the_rest_get_examples(env):
     assert got["r1"][:4] == ("security", 3, "triage", 1)
     assert got["r0"][5] >= TRIAGE.confidence_threshold
     # The unclear text went to the model, with the most similar labeled texts in its prompt.
-    assert got["r2"][:4] == ("warning", 2, "slm", None)
     asked = classify_calls(backend)
     assert len(asked) == 1 and "zzqx" in asked[0].user
+    # It chose among the classifier's three likeliest labels, in taxonomy order.
+    candidates = asked[0].schema["properties"]["label"]["enum"]
+    assert len(candidates) == TRIAGE.candidates == 3
+    assert candidates == [label for label in AnalysisSettings().labels if label in candidates]
+    assert got["r2"][:4] == (candidates[-1], 2, "slm", None)
     assert asked[0].user.startswith("Labeled examples like this one:\n")
     assert asked[0].user.count(" -> ") == TRIAGE.examples
     # The system prompt, which llama.cpp caches, is the same as without examples.
@@ -105,7 +109,8 @@ def test_without_a_trained_model_every_classification_goes_to_the_model(env):
     put(writer, "E-STOP pressed at station 12", kind="incident")
     analyzer.run_once()
     assert results(path)["r0"][2:4] == ("slm", None)
-    assert len(classify_calls(backend)) == 1
+    asked = classify_calls(backend)
+    assert len(asked) == 1 and asked[0].schema["properties"]["label"]["enum"] == list(AnalysisSettings().labels)
 
 
 def test_a_template_classified_by_triage_passes_its_path_to_later_lines(env):

@@ -30,16 +30,17 @@ predicted label to a data label (e.g. fault/safety/security -> alert, normal/war
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edged.analysis.tasks import CLASSIFY, InvalidAnswer, classify_spec, parse_answer, request_for
+from edged.analysis.tasks import CLASSIFY, InvalidAnswer, among, classify_spec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
-from edged.triage.router import Router
+from edged.triage.router import Decision, Router
 
 ERROR_LABEL = "(error)"  # the confusion-matrix column of rows whose model call failed
 MAX_ERRORS_KEPT = 5  # error messages kept in the report (the count is always complete)
@@ -231,34 +232,51 @@ class _SlmRun:
     """The language model's answers, one call per row (None where the row was not asked)."""
 
     predictions: list[str | None]
+    seconds: list[float | None]
     raw: dict[str, int] = field(default_factory=dict)
-    seconds: list[float | None] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # of every call, in order
     ok_seconds: float = 0.0
     completion_tokens: int = 0
     errors: list[str] = field(default_factory=list)
     calls: int = 0
 
+    @classmethod
+    def empty(cls, n: int) -> "_SlmRun":
+        return cls([None] * n, [None] * n)
+
+    def add(self, other: "_SlmRun") -> None:
+        """Count ``other``'s calls in this run's totals (not its predictions)."""
+        for label, count in other.raw.items():
+            self.raw[label] = self.raw.get(label, 0) + count
+        self.latencies += other.latencies
+        self.ok_seconds += other.ok_seconds
+        self.completion_tokens += other.completion_tokens
+        self.errors += other.errors
+        self.calls += other.calls
+
 
 def _ask_model(backend: Backend, spec: Any, data: Dataset, rows: list[int], kind: str,
                label_map: dict[str, str] | None, examples: list[list[tuple[str, str]]],
-               progress: Callable[[int, int], None] | None) -> _SlmRun:
-    run = _SlmRun(predictions=[None] * len(data.texts), seconds=[None] * len(data.texts))
+               candidates: list[list[str]], progress: Callable[[int, int], None] | None) -> _SlmRun:
+    run = _SlmRun.empty(len(data.texts))
     for done, i in enumerate(rows, 1):
         request = request_for(spec, data.texts[i], kind=kind, examples=examples[i])
+        if candidates[i]:
+            request = dataclasses.replace(request, schema=among(spec, candidates[i]))
         t0 = time.perf_counter()
         run.calls += 1
         try:
             completion = backend.complete(request)
-            label = parse_answer(spec, completion)["label"]
+            label = parse_answer(spec, completion, request.schema)["label"]
         except (BackendError, InvalidAnswer) as exc:
-            run.seconds[i] = time.perf_counter() - t0
             run.errors.append(f"row {i + 1}: {exc}")
         else:
-            run.seconds[i] = time.perf_counter() - t0
-            run.ok_seconds += run.seconds[i]
+            run.ok_seconds += time.perf_counter() - t0
             run.completion_tokens += completion.completion_tokens
             run.raw[label] = run.raw.get(label, 0) + 1
             run.predictions[i] = label_map.get(label, label) if label_map else label
+        run.seconds[i] = time.perf_counter() - t0
+        run.latencies.append(run.seconds[i])
         if progress is not None:
             progress(done, len(rows))
     return run
@@ -276,6 +294,13 @@ def _path_report(gold: list[str], pred: list[str | None], labels: list[str], sec
     }
 
 
+def _share(hits: int, n: int) -> float | None:
+    return round(hits / n, 4) if n else None
+
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
 def evaluate(
     backend: Backend | None,
     settings: AnalysisSettings,
@@ -291,13 +316,14 @@ def evaluate(
     """Classify every row of ``data`` along each path and score each path.
 
     - triage: the triage classifier's most probable label for every row (needs a trained model).
-    - slm: the language model for every row, one call per row, with the most similar labeled
-      examples from the store in the prompt when ``router`` has an example index.
+    - slm: the language model alone for every row, one call per row, choosing from the whole
+      taxonomy, with the most similar labeled examples from the store in the prompt when ``router``
+      has an example index.
     - routed: what edged does: the triage label where it is at least ``confidence_threshold``
-      probable, else the language model's answer. The model is asked only for those rows; its
-      answers are the same calls the slm path makes (greedy decoding gives the same answer to the
-      same prompt), so with both paths each row is sent to the model once. Routed time is the
-      triage time of every row plus the model time of the rows it sent to the model.
+      probable; else the model, with the examples, choosing among the classifier's most probable
+      labels (``[triage] candidates``). Without candidates those calls are the slm path's own
+      (greedy decoding gives the same answer to the same prompt), so they are made once. Routed
+      time is the triage time of every row plus the time of the model calls it made.
 
     The top-level metrics are those of the routed path (with no triage model, the model's).
     """
@@ -308,61 +334,96 @@ def evaluate(
     if unknown or not paths:
         raise EvalError(f"paths must be some of {', '.join(PATHS)}; not: {', '.join(unknown) or '(none)'}")
     triage_model = router.model if router is not None else None
-    if "triage" in paths and triage_model is None and paths == ("triage",):
+    if paths == ("triage",) and triage_model is None:
         raise EvalError("no trained triage model in the store: run edged learn first")
     n = len(data.texts)
+    texts = data.texts
     started = time.perf_counter()
 
-    # The triage classifier on every row (batched as the analyzer does; time shared out evenly).
+    # The triage classifier on every row, in batches as the analyzer does.
     triage_pred: list[str | None] = [None] * n
     triage_prob = [0.0] * n
+    decisions: list[Decision] = [Decision() for _ in texts]
     triage_seconds = 0.0
     if triage_model is not None:
         t0 = time.perf_counter()
         for lo in range(0, n, 64):
-            for j, p in enumerate(triage_model.predict(data.texts[lo : lo + 64])):
+            for j, p in enumerate(triage_model.predict(texts[lo : lo + 64])):
                 triage_pred[lo + j], triage_prob[lo + j] = p.label, p.probability
         triage_seconds = time.perf_counter() - t0
-    threshold = router.settings.confidence_threshold if router is not None else 1.0
-    decided = [
-        triage_pred[i] is not None and triage_prob[i] >= threshold and triage_pred[i] in model_labels
-        for i in range(n)
-    ]
+    if router is not None:  # what routing would do (also for skipped_model_share when only triage is scored)
+        for lo in range(0, n, 64):
+            decisions[lo : lo + 64] = router.decide(texts[lo : lo + 64])
+    decided = [d.label is not None for d in decisions]
+    undecided = [i for i in range(n) if not decided[i]]
+    if (("slm" in paths) or undecided and "routed" in paths) and backend is None:
+        raise EvalError("the slm and routed paths need the model")
 
-    # The language model where a path needs it.
-    ask_rows = list(range(n)) if "slm" in paths else [i for i in range(n) if not decided[i]] if "routed" in paths else []
+    spec = classify_spec(settings.model_copy(update={"labels": model_labels}))
     index = router.index if router is not None else None
     k = router.settings.examples if router is not None else 0
-    examples: list[list[tuple[str, str]]] = [[] for _ in data.texts]
-    if index is not None:
-        for i in ask_rows:
-            examples[i] = [(e.text, e.label) for e in index.nearest(data.texts[i], k)]
-    if ask_rows and backend is None:
-        raise EvalError("the slm and routed paths need the model")
-    spec = classify_spec(settings.model_copy(update={"labels": model_labels}))
-    slm = _ask_model(backend, spec, data, ask_rows, kind, label_map, examples, progress) if ask_rows else _SlmRun(
-        predictions=[None] * n, seconds=[None] * n)
+    calls = _SlmRun.empty(n)  # every model call made, for the totals
+    slm = _SlmRun.empty(n)
+    if "slm" in paths:
+        examples = [[(e.text, e.label) for e in index.nearest(t, k)] if index is not None else [] for t in texts]
+        slm = _ask_model(backend, spec, data, list(range(n)), kind, label_map, examples, [[] for _ in texts], progress)
+        calls.add(slm)
+    routed_model = _SlmRun.empty(n)
+    if "routed" in paths and undecided:
+        candidates = [d.candidates for d in decisions]
+        if "slm" in paths and not any(candidates[i] for i in undecided):
+            routed_model = slm  # the same prompts as the slm path's: the same answers
+        else:
+            examples = [[(e.text, e.label) for e in d.examples] for d in decisions]
+            routed_model = _ask_model(backend, spec, data, undecided, kind, label_map, examples, candidates, progress)
+            calls.add(routed_model)
 
     def mapped(label: str | None) -> str | None:
         return label_map.get(label, label) if label_map and label is not None else label
 
+    gold = data.labels
     reports: dict[str, Any] = {}
     if triage_model is not None and "triage" in paths:
-        reports["triage"] = _path_report(data.labels, [mapped(p) for p in triage_pred], eval_labels, triage_seconds)
+        reports["triage"] = _path_report(gold, [mapped(p) for p in triage_pred], eval_labels, triage_seconds)
     if "slm" in paths:
-        reports["slm"] = _path_report(data.labels, slm.predictions, eval_labels,
-                                      sum(x for x in slm.seconds if x is not None))
-    routed_pred = [mapped(triage_pred[i]) if decided[i] else slm.predictions[i] for i in range(n)]
-    routed_seconds = triage_seconds + sum(slm.seconds[i] or 0.0 for i in range(n) if not decided[i])
+        reports["slm"] = _path_report(gold, slm.predictions, eval_labels, sum(x for x in slm.seconds if x is not None))
+    routed_pred = [mapped(decisions[i].label) if decided[i] else routed_model.predictions[i] for i in range(n)]
+    routed_seconds = triage_seconds + sum(routed_model.seconds[i] or 0.0 for i in undecided)
     if "routed" in paths:
-        reports["routed"] = _path_report(data.labels, routed_pred, eval_labels, routed_seconds)
+        reports["routed"] = _path_report(gold, routed_pred, eval_labels, routed_seconds)
     headline = reports.get("routed") or reports.get("slm") or reports.get("triage")
     wall = time.perf_counter() - started
-    lat = [x for x in slm.seconds if x is not None]
+    lat = calls.latencies
     p50, p95 = percentile(lat, 50), percentile(lat, 95)
     skipped = sum(decided)
-    decided_right = sum(1 for i in range(n) if decided[i] and mapped(triage_pred[i]) == data.labels[i])
-    overlap = sum(1 for t in data.texts if index.contains(t)) if index is not None else 0
+    triage_report = None
+    if triage_model is not None:
+        right = [mapped(triage_pred[i]) == gold[i] for i in range(n)]
+        triage_report = {
+            "version": triage_model.version,
+            "runtime": triage_model.runtime,
+            "classes": triage_model.classes,
+            "confidence_threshold": router.settings.confidence_threshold,
+            "candidates": router.settings.candidates,
+            "decided": skipped,
+            "accuracy_when_decided": _share(sum(right[i] for i in range(n) if decided[i]), skipped),
+            # Where the classifier was unsure: was the model better than the classifier's own guess?
+            "sent_to_model": {
+                "n": len(undecided),
+                "model_accuracy": _share(sum(routed_model.predictions[i] == gold[i] for i in undecided), len(undecided))
+                if "routed" in paths else None,
+                "triage_accuracy": _share(sum(right[i] for i in undecided), len(undecided)),
+            },
+            # What other thresholds would do (the classifier's side only; no model calls needed).
+            "by_threshold": [
+                {"threshold": t, "skipped_model_share": _share(sum(p >= t for p in triage_prob), n),
+                 "accuracy_when_decided": _share(sum(r for r, p in zip(right, triage_prob) if p >= t),
+                                                 sum(p >= t for p in triage_prob))}
+                for t in THRESHOLDS
+            ],
+            "latency_ms_per_record": round(triage_seconds / n * 1000, 4) if n else None,
+        }
+    overlap = sum(1 for t in texts if index.contains(t)) if index is not None else 0
     return {
         "data": str(data.path),
         "task": CLASSIFY,
@@ -373,40 +434,32 @@ def evaluate(
         "rows_read": data.rows_read,
         "skipped": data.skipped_total,
         "skipped_by_reason": data.skipped,
-        "distinct_texts": len(set(data.texts)),
+        "distinct_texts": len(set(texts)),
         "label_source": "data" if labels_from_data else "map" if label_map else "config",
         "taxonomy": model_labels,
         "labels": eval_labels,
         "label_map": label_map,
-        **{k: headline[k] for k in ("accuracy", "micro_f1", "macro_f1", "per_class", "confusion")},
+        **{key: headline[key] for key in ("accuracy", "micro_f1", "macro_f1", "per_class", "confusion")},
         "paths": reports,
         "skipped_model_share": round(skipped / n, 4) if n else 0.0,
-        "triage": None if triage_model is None else {
-            "version": triage_model.version,
-            "runtime": triage_model.runtime,
-            "classes": triage_model.classes,
-            "confidence_threshold": threshold,
-            "decided": skipped,
-            "accuracy_when_decided": round(decided_right / skipped, 4) if skipped else None,
-            "latency_ms_per_record": round(triage_seconds / n * 1000, 4) if n else None,
-        },
+        "triage": triage_report,
         "examples": {
             "per_prompt": k if index is not None else 0,
             "index_size": len(index) if index is not None else 0,
             # Rows whose text is also a stored label: the model may see its own answer among the examples.
             "eval_texts_in_store": overlap,
         },
-        "predicted_model_labels": slm.raw,
-        "model_calls": slm.calls,
-        "errors": len(slm.errors),
-        "error_examples": slm.errors[:MAX_ERRORS_KEPT],
+        "predicted_model_labels": calls.raw,
+        "model_calls": calls.calls,
+        "errors": len(calls.errors),
+        "error_examples": calls.errors[:MAX_ERRORS_KEPT],
         "latency_ms": {
             "p50": round(p50 * 1000, 1) if p50 is not None else None,
             "p95": round(p95 * 1000, 1) if p95 is not None else None,
             "mean": round(sum(lat) / len(lat) * 1000, 1) if lat else None,
         },
-        "completion_tokens": slm.completion_tokens,
-        "tokens_per_s": round(slm.completion_tokens / slm.ok_seconds, 1) if slm.ok_seconds > 0 else None,
+        "completion_tokens": calls.completion_tokens,
+        "tokens_per_s": round(calls.completion_tokens / calls.ok_seconds, 1) if calls.ok_seconds > 0 else None,
         "seconds": round(wall, 3),
         "records_per_s": headline["records_per_s"],
     }
@@ -432,6 +485,17 @@ def format_report(r: dict[str, Any]) -> str:
             f" {t['decided']} of {r['n']} rows ({r['skipped_model_share']:.1%} never reached the model),"
             f" right on {when} of them; {t['latency_ms_per_record']} ms per record"
         )
+        sent = t["sent_to_model"]
+        if sent["n"] and sent["model_accuracy"] is not None:
+            lines.append(
+                f"unsure      on the {sent['n']} rows sent to the model (choosing among the classifier's"
+                f" {t['candidates'] or 'all'} likeliest labels) the model was right on {sent['model_accuracy']:.3f},"
+                f" the classifier's own guess on {sent['triage_accuracy']:.3f}"
+            )
+        lines.append("thresholds  " + "; ".join(
+            f"{x['threshold']}: {x['skipped_model_share']:.0%} decided, right on "
+            + ("n/a" if x["accuracy_when_decided"] is None else f"{x['accuracy_when_decided']:.3f}")
+            for x in t["by_threshold"]))
     else:
         lines.append("triage      no trained triage model in the store (edged learn): every row went to the model")
     ex = r["examples"]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -25,6 +26,7 @@ from edged.analysis.tasks import (
     SUMMARIZE,
     InvalidAnswer,
     TaskSpec,
+    among,
     build_specs,
     label_confidence,
     parse_answer,
@@ -58,6 +60,7 @@ class _Work:
     classified_by: str | None = None
     triage_version: int | None = None
     examples: list[Example] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -218,7 +221,7 @@ class Pipeline:
                 w.answers[CLASSIFY] = {"label": d.label, "severity": d.severity}
                 w.confidence, w.classified_by, w.triage_version = d.probability, TRIAGE, d.version
             else:
-                w.examples = d.examples
+                w.examples, w.candidates = d.examples, d.candidates
                 ask.append(w)
         needs[CLASSIFY] = ask
 
@@ -226,10 +229,14 @@ class Pipeline:
         spec = self.specs[task]
         examples = [(e.text, e.label) for e in w.examples] if task == CLASSIFY else None
         request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind, examples=examples)
+        labels = self.settings.labels
+        if task == CLASSIFY and w.candidates:
+            request = dataclasses.replace(request, schema=among(spec, w.candidates))
+            labels = w.candidates
         started = time.perf_counter()
         try:
             completion = self.backend.complete(request)
-            answer = parse_answer(spec, completion)
+            answer = parse_answer(spec, completion, request.schema)
         except (BackendError, InvalidAnswer) as exc:
             w.error = f"{task}: {exc}"
             log.warning("record %s: %s", w.record.record_id, w.error)
@@ -243,7 +250,7 @@ class Pipeline:
         w.answers[task] = answer
         w.calls += 1
         if task == CLASSIFY:
-            w.confidence = label_confidence(completion, answer["label"], self.settings.labels)
+            w.confidence = label_confidence(completion, answer["label"], labels)
             w.classified_by = SLM
         return 1
 

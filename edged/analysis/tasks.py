@@ -153,18 +153,27 @@ def request_for(
     )
 
 
+def among(spec: TaskSpec, labels: list[str]) -> dict[str, Any]:
+    """The classify schema with its label enum narrowed to ``labels`` (the system prompt, and so the
+    cached prefix, stays the same: only the grammar changes)."""
+    schema = json.loads(json.dumps(spec.schema))
+    schema["properties"]["label"]["enum"] = list(labels)
+    return schema
+
+
 class InvalidAnswer(ValueError):
     """The model's text did not parse or does not fit the schema (a backend contract breach)."""
 
 
-def parse_answer(spec: TaskSpec, completion: Completion) -> dict[str, Any]:
+def parse_answer(spec: TaskSpec, completion: Completion, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The answer as a dict, checked against ``schema`` (the request's; default the task's)."""
     try:
         doc = json.loads(completion.text)
     except ValueError as exc:
         raise InvalidAnswer(f"{spec.name}: not JSON: {exc}: {completion.text[:200]!r}") from None
     if not isinstance(doc, dict):
         raise InvalidAnswer(f"{spec.name}: not a JSON object: {completion.text[:200]!r}")
-    problems = schema_problems(spec.schema, doc)
+    problems = schema_problems(schema or spec.schema, doc)
     if problems:
         raise InvalidAnswer(f"{spec.name}: {'; '.join(problems)}")
     return doc

@@ -272,6 +272,12 @@ class TriageSettings(Section):
     examples: int = Field(
         8, ge=0, le=32, description="most similar labeled examples put into the model's prompt; 0 = none"
     )
+    candidates: int = Field(
+        3,
+        ge=0,
+        description="when the classifier is unsure, the model chooses among its this many most probable labels"
+        " (a small model does far better choosing among a few); 0 = among the whole taxonomy",
+    )
     min_labels: int = Field(30, ge=4, description="labels needed before a classifier is trained")
     retrain_after: int = Field(
         50, ge=0, description="new labels that start an automatic training; 0 = only edged learn trains"

@@ -33,6 +33,7 @@ class Decision:
     severity: int | None = None
     version: int | None = None
     examples: list[Example] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)  # labels the model may choose from; [] = all
 
     @property
     def path(self) -> str:
@@ -95,12 +96,19 @@ class Router:
         if not self.settings.enabled or not texts:
             return decisions
         if self.model is not None:
-            threshold = self.settings.confidence_threshold
-            for d, p in zip(decisions, self.model.predict(texts)):
+            threshold, k = self.settings.confidence_threshold, self.settings.candidates
+            classes = self.model.classes
+            for d, probs in zip(decisions, self.model.probabilities(texts)):
+                order = [classes[i] for i in probs.argsort()[::-1] if classes[i] in self.taxonomy]
+                best = float(probs.max())
                 # A label no longer in the taxonomy (it changed since training) is not an answer.
-                if p.probability >= threshold and p.label in self.taxonomy:
-                    d.label, d.probability, d.version = p.label, p.probability, self.model.version
-                    d.severity = self.settings.severities.get(p.label)
+                if best >= threshold and order and classes[int(probs.argmax())] == order[0]:
+                    d.label, d.probability, d.version = order[0], round(best, 4), self.model.version
+                    d.severity = self.settings.severities.get(order[0])
+                elif k and len(order) >= 2:
+                    # In taxonomy order: the same candidates always make the same schema (and grammar).
+                    top = set(order[:k])
+                    d.candidates = [label for label in self.taxonomy if label in top]
         if self.index is not None:
             for d, text in zip(decisions, texts):
                 if d.label is None:
