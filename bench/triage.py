@@ -39,14 +39,14 @@ def log(msg: str) -> None:
     print(f"[triage] {msg}", file=sys.stderr, flush=True)
 
 
-def load_rows(min_class: int) -> tuple[list[tuple[str, str]], str]:
+def load_rows(column: str, min_class: int) -> tuple[list[tuple[str, str]], str]:
     if DATA.exists():
         with DATA.open(newline="", encoding="utf-8") as f:
-            rows = [(r["OriginalShorttext"].strip(), r["MajorSystem"].strip()) for r in csv.DictReader(f)]
+            rows = [(r["OriginalShorttext"].strip(), r[column].strip()) for r in csv.DictReader(f)]
         rows = [(t, l) for t, l in rows if t and l and l != "NA"]
         counts = Counter(l for _, l in rows)
         rows = [(t, l) for t, l in rows if counts[l] >= min_class]
-        return rows, f"{DATA.relative_to(REPO.parent)} (MajorSystem, classes with >= {min_class} rows)"
+        return rows, f"{DATA.relative_to(REPO.parent)} ({column}, classes with >= {min_class} rows)"
     sys.path.insert(0, str(REPO))
     from tests.support.labeled_texts import make
 
@@ -60,8 +60,8 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
         w.writerows(rows)
 
 
-def edged(args: list[str], config: Path, cwd: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGED_")}
+def edged(args: list[str], config: Path, cwd: Path, **overrides: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGED_")} | overrides
     cmd = [sys.executable, "-m", "edged", *args, "--json", "--config", str(config)]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode not in (0, 1):
@@ -151,7 +151,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--limit", type=int, help="evaluation rows (default: all held-out rows)")
     p.add_argument("--throughput-records", type=int, default=200)
     p.add_argument("--min-class", type=int, default=20)
+    p.add_argument("--column", default="MajorSystem",
+                   help="label column of the work orders (MajorSystem, FM, Action...); results of another"
+                        " column than MajorSystem go to triage_<column>.json")
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: edged's default)")
+    p.add_argument("--other-thresholds", default="0.5",
+                   help="comma-separated [triage] confidence_threshold values to score the routed path at too")
     args = p.parse_args(argv)
     limit = 150 if args.quick and args.limit is None else args.limit
     records = 60 if args.quick else args.throughput_records
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from edged.triage.labels import is_heldout
 
-    rows, source = load_rows(args.min_class)
+    rows, source = load_rows(args.column, args.min_class)
     held = [r for r in rows if is_heldout(r[0], 30, salt="evaluation")]
     train = [r for r in rows if not is_heldout(r[0], 30, salt="evaluation")]
     labels = sorted({l for _, l in rows})
@@ -185,6 +190,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         evaluation = edged(eval_args, config, tmp)
         log("eval: " + ", ".join(f"{k} micro-F1 {v['micro_f1']}" for k, v in evaluation["paths"].items())
             + f"; skipped the model: {evaluation['skipped_model_share']}")
+        other = {}
+        for threshold in [t for t in args.other_thresholds.split(",") if t.strip()]:
+            r = edged([*eval_args, "--paths", "routed"], config, tmp, EDGED_TRIAGE__CONFIDENCE_THRESHOLD=threshold)
+            other[threshold] = {"routed_micro_f1": r["paths"]["routed"]["micro_f1"],
+                                "skipped_model_share": r["skipped_model_share"], "model_calls": r["model_calls"]}
+            log(f"eval at threshold {threshold}: routed micro-F1 {other[threshold]['routed_micro_f1']},"
+                f" skipped the model: {other[threshold]['skipped_model_share']}")
         texts = [t for t, _ in held]
         speed = throughput(config, texts[:records], args.threads)
         log(f"throughput: routed/slm-only {speed['ratio_routed_over_slm_only']}")
@@ -201,11 +213,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "triage": evaluation["triage"],
             "examples": evaluation["examples"],
             "model_calls": evaluation["model_calls"],
+            "routed_at_other_thresholds": other,
         },
         "throughput": speed,
         "triage_latency": latency,
     }
-    write_result("triage", result)
+    write_result("triage" if args.column == "MajorSystem" else f"triage_{args.column}", result)
     return result
 
 

@@ -193,6 +193,9 @@ class Analyzer:
         except NotEnoughLabels as exc:
             log.info("automatic training skipped: %s", exc)
             return False
+        except Exception:  # a failed training must not stop the analysis: the model keeps classifying
+            log.exception("automatic training failed; trying again after more labels or in %.0f s", LEARN_CHECK_S)
+            return False
         self.trainings += 1
         log.info("automatic training: %s", report.decision)
         self._next_router_check = 0.0

@@ -5,7 +5,8 @@
   from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
 - Incident reports always go to the model: classify, extract and summarize.
 - Classification is routed (edged.triage): where the triage classifier is confident its label is
-  the answer and the model is not asked; otherwise the model is, with similar labeled examples.
+  the answer and the model is not asked; otherwise the model is, shown similar labeled examples and
+  choosing among the classifier's likeliest labels.
 - Calls are grouped by task (all classifications, then all extractions, then summaries), so
   consecutive calls share their task's system prompt and llama.cpp reuses its KV cache.
 """

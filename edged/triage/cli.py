@@ -14,6 +14,7 @@ from edged.store.database import connect, open_database, write_transaction
 from edged.triage import labels as label_store
 from edged.triage.learn import LearnReport, NotEnoughLabels, learn
 from edged.triage.router import Router
+from edged.triage.runtime import RuntimeMissing
 
 
 def stored_router(settings: Settings, taxonomy: list[str], *, triage: bool = True, examples: bool = True) -> Router | None:
@@ -129,6 +130,9 @@ def run_learn(loaded: LoadedConfig, args: argparse.Namespace) -> int:
             report = learn(db, _write(db), settings.triage, list(settings.analysis.labels))
         except NotEnoughLabels as exc:
             problem = str(exc)
+        except RuntimeMissing as exc:
+            print(f"edged learn: {exc}", file=sys.stderr)
+            return 2
         finally:
             db.conn.close()
     if args.json:
