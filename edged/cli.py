@@ -167,7 +167,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         # The data and the options are checked before the model loads: mistakes fail in a blink.
         label_map = parse_label_map(args.map)
         data = load_csv(args.data, args.text_col, args.label_col, args.limit)
-        resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data, label_map=label_map)
+        model_labels, _ = resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data,
+                                         label_map=label_map)
     except EvalError as exc:
         print(f"edged eval: {exc}", file=sys.stderr)
         return 2
@@ -176,8 +177,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
     paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
-    model_labels, _ = resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data,
-                                     label_map=label_map)
     router = None if args.no_triage and args.no_examples else stored_router(loaded.settings, model_labels,
                                                                           triage=not args.no_triage,
                                                                           examples=not args.no_examples)

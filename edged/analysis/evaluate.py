@@ -255,6 +255,11 @@ class _SlmRun:
         self.calls += other.calls
 
 
+def _mapped(label: str | None, label_map: dict[str, str] | None) -> str | None:
+    """A model label as the data label it is scored as (itself without a map)."""
+    return label_map.get(label, label) if label_map and label is not None else label
+
+
 def _ask_model(backend: Backend, spec: Any, data: Dataset, rows: list[int], kind: str,
                label_map: dict[str, str] | None, examples: list[list[tuple[str, str]]],
                candidates: list[list[str]], progress: Callable[[int, int], None] | None) -> _SlmRun:
@@ -274,7 +279,7 @@ def _ask_model(backend: Backend, spec: Any, data: Dataset, rows: list[int], kind
             run.ok_seconds += time.perf_counter() - t0
             run.completion_tokens += completion.completion_tokens
             run.raw[label] = run.raw.get(label, 0) + 1
-            run.predictions[i] = label_map.get(label, label) if label_map else label
+            run.predictions[i] = _mapped(label, label_map)
         run.seconds[i] = time.perf_counter() - t0
         run.latencies.append(run.seconds[i])
         if progress is not None:
@@ -378,16 +383,13 @@ def evaluate(
             routed_model = _ask_model(backend, spec, data, undecided, kind, label_map, examples, candidates, progress)
             calls.add(routed_model)
 
-    def mapped(label: str | None) -> str | None:
-        return label_map.get(label, label) if label_map and label is not None else label
-
     gold = data.labels
     reports: dict[str, Any] = {}
     if triage_model is not None and "triage" in paths:
-        reports["triage"] = _path_report(gold, [mapped(p) for p in triage_pred], eval_labels, triage_seconds)
+        reports["triage"] = _path_report(gold, [_mapped(p, label_map) for p in triage_pred], eval_labels, triage_seconds)
     if "slm" in paths:
         reports["slm"] = _path_report(gold, slm.predictions, eval_labels, sum(x for x in slm.seconds if x is not None))
-    routed_pred = [mapped(decisions[i].label) if decided[i] else routed_model.predictions[i] for i in range(n)]
+    routed_pred = [_mapped(decisions[i].label, label_map) if decided[i] else routed_model.predictions[i] for i in range(n)]
     routed_seconds = triage_seconds + sum(routed_model.seconds[i] or 0.0 for i in undecided)
     if "routed" in paths:
         reports["routed"] = _path_report(gold, routed_pred, eval_labels, routed_seconds)
@@ -398,7 +400,7 @@ def evaluate(
     skipped = sum(decided)
     triage_report = None
     if triage_model is not None:
-        right = [mapped(triage_pred[i]) == gold[i] for i in range(n)]
+        right = [_mapped(triage_pred[i], label_map) == gold[i] for i in range(n)]
         triage_report = {
             "version": triage_model.version,
             "runtime": triage_model.runtime,

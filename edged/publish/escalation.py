@@ -98,11 +98,12 @@ def apply_reply(db: sqlite_utils.Database, builder: OutboxBuilder, reply: dict[s
     result = ResultRow(**values)
     db.execute(
         "UPDATE results SET label = ?, severity = ?, fields = ?, summary = ?, needs_review = 0, path = ?,"
-        " model = ?, analyzed_at = ?, classified_by = 'upstream', triage_version = NULL WHERE record_id = ?",
+        " model = ?, analyzed_at = ?, classified_by = ?, triage_version = ? WHERE record_id = ?",
         (
             result.label, result.severity,
             None if result.fields is None else json.dumps(result.fields, ensure_ascii=False),
-            result.summary, result.path, result.model, result.analyzed_at, record_id,
+            result.summary, result.path, result.model, result.analyzed_at, result.classified_by,
+            result.triage_version, record_id,
         ),
     )
     refined = builder.for_result(result, dict(zip(RECORD_COLUMNS, rec)), refined=True)

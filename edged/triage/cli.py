@@ -22,17 +22,14 @@ def stored_router(settings: Settings, taxonomy: list[str], *, triage: bool = Tru
     path = settings.store.path
     if not path.exists():
         return None
-    update = {} if examples else {"examples": 0}
-    if not triage:
-        update["confidence_threshold"] = 1.01  # nothing is ever that probable: every row goes to the model
-    router = Router(settings.triage.model_copy(update=update), taxonomy)
+    router = Router(settings.triage.model_copy(update={} if examples else {"examples": 0}), taxonomy)
     db = connect(path, readonly=True)
     try:
         router.refresh(db)
     finally:
         db.conn.close()
     if not triage:
-        router.model = None
+        router.model = None  # no triage decisions: every row goes to the model, with the whole taxonomy
     return router
 
 

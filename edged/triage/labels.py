@@ -39,9 +39,13 @@ class Labeled:
     source: str
 
 
+def same_text(text: str) -> str:
+    """Texts that differ only in case or spacing are the same text (one label per text)."""
+    return " ".join(text.lower().split())
+
+
 def text_key(text: str) -> str:
-    """One label per text: texts that differ only in case or spacing are the same text."""
-    return hashlib.blake2b(" ".join(text.lower().split()).encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+    return hashlib.blake2b(same_text(text).encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
 
 
 def is_heldout(text: str, percent: int, salt: str = "versions") -> bool:

@@ -13,10 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edged.triage.features import FeatureSpec, sparse
-
-
-def _same(text: str) -> str:
-    return " ".join(text.lower().split())
+from edged.triage.labels import same_text
 
 
 @dataclass(frozen=True)
@@ -29,7 +26,7 @@ class Example:
 class ExampleIndex:
     def __init__(self, texts: list[str], labels: list[str], spec: FeatureSpec) -> None:
         self.texts, self.labels, self.spec = texts, labels, spec
-        self._texts = {_same(t) for t in texts}
+        self._texts = {same_text(t) for t in texts}
         rows, cols, vals = [], [], []
         for row, text in enumerate(texts):
             index, values = sparse(text, spec)
@@ -47,7 +44,7 @@ class ExampleIndex:
 
     def contains(self, text: str) -> bool:
         """Whether ``text`` is one of the examples (ignoring case and spacing, as labels do)."""
-        return _same(text) in self._texts
+        return same_text(text) in self._texts
 
     def nearest(self, text: str, k: int) -> list[Example]:
         """The ``k`` most similar examples, most similar first (those with no n-gram in common left out)."""
