@@ -50,12 +50,12 @@ def store_outcome(
     now = time.time()
     inbox.complete(db, outcome.results)
     if outbox is not None:
-        insert_rows(db, [outbox.for_result(r, vars(outcome.records[r.record_id])) for r in outcome.results])
+        insert_rows(db, [outbox.for_result(r, outcome.records[r.record_id]) for r in outcome.results])
         if outbox.settings.escalation:
             insert_rows(
                 db,
                 [
-                    outbox.for_escalation(r, vars(outcome.records[r.record_id]))
+                    outbox.for_escalation(r, outcome.records[r.record_id])
                     for r in outcome.results
                     if r.needs_review
                 ],

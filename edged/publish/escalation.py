@@ -15,6 +15,7 @@ are logged and counted as ``escalation.rejected``; refined results as ``escalati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -23,20 +24,15 @@ from typing import Any, Callable
 
 import sqlite_utils
 
-from edged.publish.outbox import OutboxBuilder, insert_rows
-from edged.store.inbox import ResultRow
+from edged.publish.outbox import OutboxBuilder
+from edged.store import inbox
+from edged.store import outbox as outbox_store
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter, WriterStopped
 
 log = logging.getLogger(__name__)
 
 REFINED_PATH = "refined_upstream"
-RESULT_COLUMNS = (
-    "record_id", "template_id", "label", "severity", "confidence", "fields", "summary", "needs_review", "path",
-    "model", "model_sha256", "backend", "prompt_version", "model_calls", "latency_ms", "analyzed_at",
-    "classified_by", "triage_version",
-)
-RECORD_COLUMNS = ("record_id", "source", "machine", "kind", "text", "flags", "received_at")
 
 
 class Rejected(ValueError):
@@ -75,39 +71,22 @@ def apply_reply(db: sqlite_utils.Database, builder: OutboxBuilder, reply: dict[s
     """In the writer's transaction: replace the result and queue the refined message. Returns the
     refined result_id; raises Rejected (nothing written) when the reply cannot be applied."""
     cid = reply["correlation_id"]
-    row = db.execute("SELECT record_id FROM outbox WHERE result_id = ? AND kind != 'escalation'", (cid,)).fetchone()
-    if row is None or row[0] is None:
+    record_id = outbox_store.record_id_of(db, cid)
+    if record_id is None:
         raise Rejected(f"unknown correlation_id {cid!r}")
-    record_id = row[0]
-    res = db.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM results WHERE record_id = ?", (record_id,)).fetchone()
-    rec = db.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE record_id = ?", (record_id,)).fetchone()
-    if res is None or rec is None:
+    result, record = inbox.load_result(db, record_id), inbox.load_record(db, record_id)
+    if result is None or record is None:
         raise Rejected(f"the result of {cid!r} is gone")
-    values = dict(zip(RESULT_COLUMNS, res))
-    if values["path"] == REFINED_PATH:
+    if result.path == REFINED_PATH:
         raise Rejected(f"{cid!r} was already refined")
-    values["fields"] = json.loads(values["fields"]) if values["fields"] is not None else None
-    values["needs_review"] = False
-    values["path"] = REFINED_PATH
-    values["label"] = reply["label"]
-    values["classified_by"], values["triage_version"] = "upstream", None
-    for key in ("severity", "summary", "fields", "model"):
-        if key in reply:
-            values[key] = reply[key]
-    values["analyzed_at"] = time.time()
-    result = ResultRow(**values)
-    db.execute(
-        "UPDATE results SET label = ?, severity = ?, fields = ?, summary = ?, needs_review = 0, path = ?,"
-        " model = ?, analyzed_at = ?, classified_by = ?, triage_version = ? WHERE record_id = ?",
-        (
-            result.label, result.severity,
-            None if result.fields is None else json.dumps(result.fields, ensure_ascii=False),
-            result.summary, result.path, result.model, result.analyzed_at, result.classified_by,
-            result.triage_version, record_id,
-        ),
+    changes = {key: reply[key] for key in ("severity", "summary", "fields", "model") if key in reply}
+    result = dataclasses.replace(
+        result, needs_review=False, path=REFINED_PATH, label=reply["label"], classified_by="upstream",
+        triage_version=None, analyzed_at=time.time(), **changes,
     )
-    refined = builder.for_result(result, dict(zip(RECORD_COLUMNS, rec)), refined=True)
-    insert_rows(db, [refined])
+    inbox.update_result(db, result)
+    refined = builder.for_result(result, record, refined=True)
+    outbox_store.insert_rows(db, [refined])
     db.conn.execute(ADD_COUNTER, ("escalation.refined", 1))
     return refined.result_id
 

@@ -1,10 +1,9 @@
-"""Building outbox rows: the message each result (or digest) will be published as.
+"""Building outbox messages: the message each result (or digest) will be published as.
 
-Rows are written by the analyzer in the same transaction as the results they carry, so a result
-is never stored without its message, nor published without being stored. ``result_id`` is stable:
-analyzing the same record again (after a crash) gives the same id, and the row is not duplicated.
-The payload is documented by ``result.schema.json`` beside this file; ``published_at`` is added
-when the message is sent.
+The rows are stored by ``edged.store.outbox`` (the outbox table's owner), by the analyzer in the same
+transaction as the results they carry, so a result is never stored without its message, nor
+published without being stored. The payload is documented by ``result.schema.json`` beside this
+file; ``published_at`` is added when the message is sent.
 """
 
 from __future__ import annotations
@@ -13,37 +12,20 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import sqlite_utils
+from typing import Any, Mapping
 
 from edged.config.settings import UpstreamSettings
-from edged.store.inbox import ResultRow
+from edged.store.inbox import RecordFields, ResultRow, StoredRecord
+from edged.store.outbox import OutboxRow, insert_rows, result_id_for
+
+__all__ = [
+    "MAX_TEXT_CHARS", "SCHEMA_PATH", "SCHEMA_VERSION", "OutboxBuilder", "OutboxRow", "escalation_topic",
+    "insert_rows", "response_topic", "result_id_for", "status_topic", "topic_for", "with_published_at",
+]
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")  # JSON Schema of the published message
 MAX_TEXT_CHARS = 4000  # the record's text travels with its result, up to this much
-
-
-class OutboxRow(NamedTuple):
-    result_id: str
-    record_id: str | None
-    kind: str
-    source: str | None
-    topic: str
-    payload: str
-    created_at: float
-
-
-INSERT_OUTBOX = (
-    "INSERT OR IGNORE INTO outbox (result_id, record_id, kind, source, topic, payload, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def result_id_for(record_id: str, model_sha256: str | None, prompt_version: str, refined: bool = False) -> str:
-    h = hashlib.blake2b(f"{record_id}\0{model_sha256 or ''}\0{prompt_version}".encode(), digest_size=12).hexdigest()
-    return f"res:{h}" + (":refined" if refined else "")
 
 
 def topic_for(settings: UpstreamSettings, kind: str) -> str:
@@ -76,18 +58,21 @@ class OutboxBuilder:
             json.dumps(body, ensure_ascii=False, separators=(",", ":")), time.time(),
         )
 
-    def for_result(self, result: ResultRow, record: dict[str, Any], refined: bool = False) -> OutboxRow:
-        """``record`` holds the inbox row's record_id, source, machine, kind, text, flags, received_at."""
+    def for_result(self, result: ResultRow, record: RecordFields | Mapping[str, Any], refined: bool = False) -> OutboxRow:
+        """``record`` is the result's record (``Claimed``, ``StoredRecord``; a mapping of the same
+        fields is accepted too)."""
+        if isinstance(record, Mapping):
+            record = StoredRecord.from_mapping(record)
         result_id = result_id_for(result.record_id, result.model_sha256, result.prompt_version, refined)
         payload = {
             "record_id": result.record_id,
-            "kind": record["kind"],
-            "machine": record.get("machine"),
-            "source": record["source"],
-            "text": record["text"][:MAX_TEXT_CHARS],
-            "flags": record["flags"].split() if record.get("flags") else [],
+            "kind": record.kind,
+            "machine": record.machine,
+            "source": record.source,
+            "text": record.text[:MAX_TEXT_CHARS],
+            "flags": record.flags.split() if record.flags else [],
             "template_id": result.template_id,
-            "received_at": record["received_at"],
+            "received_at": record.received_at,
             "analyzed_at": result.analyzed_at,
             "label": result.label,
             "severity": result.severity,
@@ -103,9 +88,9 @@ class OutboxBuilder:
             "prompt_version": result.prompt_version,
             "latency_ms": result.latency_ms,
         }
-        return self._row(result_id, result.record_id, record["kind"], record["source"], payload)
+        return self._row(result_id, result.record_id, record.kind, record.source, payload)
 
-    def for_escalation(self, result: ResultRow, record: dict[str, Any]) -> OutboxRow:
+    def for_escalation(self, result: ResultRow, record: RecordFields | Mapping[str, Any]) -> OutboxRow:
         """The escalation of a result flagged for review: the result's message plus ``correlation_id``
         (its result_id, which a reply quotes) and ``respond_to``, on the escalation topic."""
         row = self.for_result(result, record)
@@ -132,11 +117,6 @@ class OutboxBuilder:
             "model": {"name": model},
         }
         return self._row(f"dig:{h}", None, "digest", source, payload)
-
-
-def insert_rows(db: sqlite_utils.Database, rows: list[OutboxRow]) -> None:
-    if rows:
-        db.conn.executemany(INSERT_OUTBOX, rows)
 
 
 def with_published_at(payload: str, published_at: float) -> str:

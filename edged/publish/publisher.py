@@ -42,7 +42,7 @@ import paho.mqtt.client as mqtt
 import sqlite_utils
 
 from edged.config.settings import UpstreamSettings
-from edged.publish.delivery import Delivered, expire_sent, mark_sent, read_unsent
+from edged.store.outbox import Delivered, expire_sent, mark_sent, read_unsent
 from edged.publish.escalation import EscalationReplies
 from edged.publish.outbox import OutboxBuilder, response_topic, status_topic, topic_for, with_published_at
 from edged.sources.mqtt.connection import (

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite_utils
 
+from edged.store.outbox import result_id_for
 from edged.store.records import ADD_COUNTER
 
 ORPHAN_SCAN = 1000  # how many of the oldest done records are looked at for ones without an outbox row
@@ -53,8 +54,6 @@ def _delete_records(db: sqlite_utils.Database, record_ids: list[str]) -> dict[st
 
 def _orphans(db: sqlite_utils.Database, limit: int) -> list[str]:
     """Done records among the oldest ``ORPHAN_SCAN`` that have no outbox row left (sent, then expired)."""
-    from edged.publish.outbox import result_id_for
-
     rows = db.execute(
         "SELECT r.record_id, s.record_id, s.model_sha256, s.prompt_version FROM records r"
         " LEFT JOIN results s ON s.record_id = r.record_id"

@@ -1,6 +1,8 @@
 """Work on the inbox: claiming records with a lease, completing them with their results, failing them.
 
-All functions take the write connection and run inside the writer's transaction (``writer.call``).
+This module owns the ``results`` table: a result is written only here (``complete``, and
+``update_result`` for a result refined upstream). Writing functions take the write connection and
+run inside the writer's transaction (``writer.call``).
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import sqlite_utils
 
@@ -27,6 +29,46 @@ class Claimed:
     attempts: int  # including this claim
     received_at: float
     priority: int
+
+
+class RecordFields(Protocol):
+    """The fields of a stored record that travel with its result (``Claimed`` and ``StoredRecord`` have them)."""
+
+    @property
+    def record_id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def machine(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def flags(self) -> str: ...
+    @property
+    def received_at(self) -> float: ...
+
+
+STORED_RECORD_COLUMNS = ("record_id", "source", "machine", "kind", "text", "flags", "received_at")
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as read back from the store (``load_record``)."""
+
+    record_id: str
+    source: str
+    machine: str | None
+    kind: str
+    text: str
+    flags: str
+    received_at: float
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "StoredRecord":
+        """From a mapping with at least the record's columns (extra keys are ignored)."""
+        return cls(**{name: values.get(name) for name in STORED_RECORD_COLUMNS})
 
 
 @dataclass
@@ -153,3 +195,39 @@ def release(db: sqlite_utils.Database, owner: str) -> int:
         " attempts = max(attempts - 1, 0) WHERE status = 'leased' AND lease_owner = ?",
         (owner,),
     ).rowcount
+
+
+RESULT_COLUMNS = (
+    "record_id", "template_id", "label", "severity", "confidence", "fields", "summary", "needs_review", "path",
+    "model", "model_sha256", "backend", "prompt_version", "model_calls", "latency_ms", "analyzed_at",
+    "classified_by", "triage_version",
+)
+
+
+def load_record(db: sqlite_utils.Database, record_id: str) -> StoredRecord | None:
+    row = db.execute(f"SELECT {', '.join(STORED_RECORD_COLUMNS)} FROM records WHERE record_id = ?", (record_id,)).fetchone()
+    return None if row is None else StoredRecord(*row)
+
+
+def load_result(db: sqlite_utils.Database, record_id: str) -> ResultRow | None:
+    row = db.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM results WHERE record_id = ?", (record_id,)).fetchone()
+    if row is None:
+        return None
+    values = dict(zip(RESULT_COLUMNS, row))
+    values["fields"] = json.loads(values["fields"]) if values["fields"] is not None else None
+    values["needs_review"] = bool(values["needs_review"])
+    return ResultRow(**values)
+
+
+def update_result(db: sqlite_utils.Database, result: ResultRow) -> None:
+    """Replace what a stored result says (a result refined upstream); the record's status is unchanged."""
+    db.execute(
+        "UPDATE results SET label = ?, severity = ?, fields = ?, summary = ?, needs_review = ?, path = ?,"
+        " model = ?, analyzed_at = ?, classified_by = ?, triage_version = ? WHERE record_id = ?",
+        (
+            result.label, result.severity,
+            None if result.fields is None else json.dumps(result.fields, ensure_ascii=False),
+            result.summary, int(result.needs_review), result.path, result.model, result.analyzed_at,
+            result.classified_by, result.triage_version, result.record_id,
+        ),
+    )

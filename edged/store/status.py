@@ -20,9 +20,9 @@ from typing import Any
 
 import sqlite_utils
 
-from edged.publish.delivery import upstream_status
 from edged.store.database import database_bytes
 from edged.store.migrations import current_version
+from edged.store.outbox import upstream_status
 from edged.store.records import KINDS, STATUSES
 from edged.store.retention import storage_status
 

@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
-from edged.publish.outbox import result_id_for
 from edged.store.database import connect
+from edged.store.outbox import result_id_for
 
 LIST_TEXT_CHARS = 500  # of each record's text in lists; the record page and /api/records have all of it
 MAX_LIMIT = 500
