@@ -245,13 +245,10 @@ def batch_rows_for(store) -> int:
 
 def build_backend(settings):
     """The configured inference backend, with its model resolved and verified. Raises ModelUnavailable."""
-    from edged.backends import create_backend
+    from edged.backends import create_backend, needs_model_file
+    from edged.models.resolve import resolve_model
 
-    model = None
-    if settings.backend.type == "llama_cpp":
-        from edged.models.resolve import resolve_model
-
-        model = resolve_model(settings.model)
+    model = resolve_model(settings.model) if needs_model_file(settings.backend) else None
     return create_backend(settings.backend, model)
 
 

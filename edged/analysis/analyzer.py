@@ -22,7 +22,8 @@ from edged.analysis.pipeline import BatchOutcome, Interrupted, Pipeline, ResultC
 from edged.analysis.tasks import SUMMARIZE
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend
-from edged.publish.outbox import OutboxBuilder, insert_rows
+from edged.publish.outbox import OutboxBuilder
+from edged.store.outbox import insert_rows
 from edged.config.settings import AnalysisSettings, TriageSettings
 from edged.store import inbox
 from edged.store.records import ADD_COUNTER

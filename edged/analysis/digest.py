@@ -14,7 +14,8 @@ import sqlite_utils
 
 from edged.analysis.tasks import SUMMARIZE, InvalidAnswer, TaskSpec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
-from edged.publish.outbox import OutboxBuilder, insert_rows
+from edged.publish.outbox import OutboxBuilder
+from edged.store.outbox import insert_rows
 
 log = logging.getLogger(__name__)
 

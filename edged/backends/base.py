@@ -17,6 +17,10 @@ Contract (every backend keeps it; ``FakeBackend`` in fake.py is the reference fo
   record); ``ModelUnavailable`` at construction when the model or server cannot be loaded at all
   (edged refuses to start, with the message as it is).
 - A backend is used from one thread at a time.
+- A backend module (registered in ``edged.backends.MODULES``) holds ``KEY`` (its ``[backend] type``),
+  ``Config`` (its pydantic config, ``type: Literal[KEY]``), ``NEEDS_MODEL_FILE`` and
+  ``create(config, model)``; it imports the library it drives only inside ``create``. It never imports
+  the store or the settings tree: what it needs arrives as its own ``Config`` and the resolved model.
 """
 
 from __future__ import annotations

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from edged.backends.base import Backend, BackendError, Completion, CompletionRequest
 
 
+KEY: Final = "fake"  # [backend] type
+NEEDS_MODEL_FILE: Final = False  # whether edged resolves [model] to a local file for it
+
+
 class FakeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["fake"] = "fake"
+    type: Literal[KEY] = KEY
     label: str = Field("normal", description="label every classification returns (tests only)")
 
 
@@ -36,7 +40,7 @@ def _default_answer(schema: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 class FakeBackend(Backend):
-    name = "fake"
+    name = KEY
 
     def __init__(self, config: FakeConfig | None = None, answer: Callable[[CompletionRequest], Any] | None = None):
         self.config = config or FakeConfig()
@@ -57,3 +61,6 @@ class FakeBackend(Backend):
 
 def create(config: FakeConfig, model: object) -> FakeBackend:
     return FakeBackend(config)
+
+
+Config = FakeConfig  # the registry (edged.backends) builds the [backend] union from these

@@ -39,7 +39,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,9 +47,13 @@ from edged.backends.base import Backend, BackendError, Completion, CompletionReq
 from edged.backends.grammar import check_output, schema_key, schema_to_gbnf
 
 
+KEY: Final = "llama_cpp"  # [backend] type
+NEEDS_MODEL_FILE: Final = True  # whether edged resolves [model] to a local file for it
+
+
 class LlamaCppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["llama_cpp"] = "llama_cpp"
+    type: Literal[KEY] = KEY
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads")
     n_ctx: int = Field(2048, ge=256, description="context window in tokens")
     n_batch: int = Field(512, ge=16, description="prompt tokens evaluated per batch")
@@ -71,7 +75,7 @@ CHATML = (
 
 
 class LlamaCppBackend(Backend):
-    name = "llama_cpp"
+    name = KEY
 
     def __init__(self, config: LlamaCppConfig, model_path: Path, model_name: str | None = None,
                  model_sha256: str | None = None) -> None:
@@ -389,3 +393,6 @@ def create(config: LlamaCppConfig, model) -> LlamaCppBackend:
         model_name=path.name,
         model_sha256=getattr(model, "sha256", None),
     )
+
+
+Config = LlamaCppConfig  # the registry (edged.backends) builds the [backend] union from these

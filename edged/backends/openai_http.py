@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,9 +45,13 @@ from edged.backends.grammar import rewrite_schema, check_output, schema_to_gbnf,
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit; servers that allow more do not need more here
 
 
+KEY: Final = "openai_http"  # [backend] type
+NEEDS_MODEL_FILE: Final = False  # whether edged resolves [model] to a local file for it
+
+
 class OpenAIHttpConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["openai_http"] = "openai_http"
+    type: Literal[KEY] = KEY
     url: str = Field("http://127.0.0.1:8000/v1", description="base URL of the server's OpenAI API")
     model: str = Field(
         "default", description="model id to ask the server for; \"default\": the first id its /models lists"
@@ -72,7 +76,7 @@ class _HTTPFailure(Exception):
 
 
 class OpenAIHttpBackend(Backend):
-    name = "openai_http"
+    name = KEY
 
     def __init__(self, config: OpenAIHttpConfig) -> None:
         self.config = config
@@ -260,3 +264,6 @@ def create(config: OpenAIHttpConfig, model=None) -> OpenAIHttpBackend:
     if config.model == "default" and ids:
         backend.model_name = ids[0]  # vLLM and Ollama refuse a model id they do not serve
     return backend
+
+
+Config = OpenAIHttpConfig  # the registry (edged.backends) builds the [backend] union from these

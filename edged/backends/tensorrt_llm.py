@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,9 +40,13 @@ NOT_INSTALLED = (
 )
 
 
+KEY: Final = "tensorrt_llm"  # [backend] type
+NEEDS_MODEL_FILE: Final = False  # whether edged resolves [model] to a local file for it
+
+
 class TensorRTLLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["tensorrt_llm"] = "tensorrt_llm"
+    type: Literal[KEY] = KEY
     engine_dir: Path = Field(Path("/var/lib/edged/engines/smollm2-int4"), description="trtllm-build output")
     tokenizer_dir: Path = Field(
         Path("/var/lib/edged/engines/smollm2-tokenizer"), description="Hugging Face tokenizer files of the model"
@@ -56,7 +60,7 @@ class TensorRTLLMConfig(BaseModel):
 
 
 class TensorRTLLMBackend(Backend):
-    name = "tensorrt_llm"
+    name = KEY
 
     def __init__(self, config: TensorRTLLMConfig, llm: Any, api: dict[str, Any]) -> None:
         self.config = config
@@ -170,3 +174,6 @@ def create(config: TensorRTLLMConfig, model=None) -> TensorRTLLMBackend:
     return TensorRTLLMBackend(
         config, llm, {"SamplingParams": SamplingParams, "GuidedDecodingParams": GuidedDecodingParams}
     )
+
+
+Config = TensorRTLLMConfig  # the registry (edged.backends) builds the [backend] union from these

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from edged.backends import BackendConfig
-from edged.backends.llama_cpp import LlamaCppConfig
+from edged.backends import DEFAULT_BACKEND, BackendConfig, default_config
+from edged.models.resolve import ModelSettings
 
 
 def state_dir() -> Path:
@@ -201,15 +201,6 @@ class UpstreamSettings(BrokerSettings):
         return value
 
 
-class ModelSettings(Section):
-    name: str = Field("smollm2-135m-instruct", description="a model from the manifest (edged model list)")
-    path: Path | None = Field(None, description="a GGUF file to use instead of a manifest model")
-    dir: Path = Field(Path("models"), description="where manifest models are stored (make model puts them here)")
-    trust_unverified: bool = Field(
-        False, description="use a model file whose sha256 does not match the manifest (or has no manifest entry)"
-    )
-
-
 DEFAULT_LABELS = ["normal", "warning", "fault", "safety", "security"]
 DEFAULT_EXTRACT_FIELDS = {
     "machine": "string",
@@ -379,7 +370,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
-    backend: BackendConfig = Field(default_factory=LlamaCppConfig)
+    backend: BackendConfig = Field(default_factory=default_config)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -390,7 +381,7 @@ class Settings(BaseSettings):
     def _default_backend_type(cls, value: object) -> object:
         # [backend] with only tuning keys means the default backend, llama_cpp.
         if isinstance(value, dict) and "type" not in value:
-            return {"type": "llama_cpp", **value}
+            return {"type": DEFAULT_BACKEND, **value}
         return value
 
     @classmethod

@@ -21,12 +21,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from edged.backends.base import ModelUnavailable
-from edged.config.settings import ModelSettings
 from edged.models.gguf import MAGIC, NotGGUF, read_header
 from edged.models.manifest import ModelEntry, load_manifest
 
 log = logging.getLogger("edged.models")
+
+
+class ModelSettings(BaseModel):
+    """``[model]``: which model file the backends that load one (llama_cpp) use."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+    name: str = Field("smollm2-135m-instruct", description="a model from the manifest (edged model list)")
+    path: Path | None = Field(None, description="a GGUF file to use instead of a manifest model")
+    dir: Path = Field(Path("models"), description="where manifest models are stored (make model puts them here)")
+    trust_unverified: bool = Field(
+        False, description="use a model file whose sha256 does not match the manifest (or has no manifest entry)"
+    )
+
 
 DEFAULT_MODEL = ModelSettings.model_fields["name"].default
 SIDECAR_SUFFIX = ".sha256"
