@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from edged import __version__
+from edged import __version__, parts
 from edged.config import ConfigError, LoadedConfig
 from edged.logsetup import log_destination
 from edged.sources.files.discovery import watch_root
@@ -29,15 +29,15 @@ log = logging.getLogger(__name__)
 HEALTH_CHECK_S = 1.0
 
 
-class Worker(Protocol):
-    name: str
-
+class Worker(parts.Worker, Protocol):
     def start(self) -> None: ...
     def stop(self, timeout: float = ...) -> None: ...
-    def is_alive(self) -> bool: ...
 
 
 class Daemon:
+    """Builds and runs the parts. To the web page and the service monitor it is an
+    ``edged.parts.DaemonParts``: they read its parts through that view and nothing else."""
+
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
         self.settings = loaded.settings

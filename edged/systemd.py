@@ -19,7 +19,9 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from edged.parts import AnalyzerView, Worker, WriterView
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +138,8 @@ class Notifier:
 # -- the health loop's side ---------------------------------------------------------------------
 
 
-class _Worker(Protocol):
-    name: str
-
-    def is_alive(self) -> bool: ...
-
-
 def health_problems(
-    workers: Sequence[_Worker], busy_since: float | None, stuck_after_s: float, now: float
+    workers: Sequence[Worker], busy_since: float | None, stuck_after_s: float, now: float
 ) -> list[str]:
     """Why edged is not healthy right now (empty when it is); ``busy_since``/``now`` are monotonic."""
     problems = [f"worker {w.name} is not running" for w in workers if not w.is_alive()]
@@ -152,7 +148,7 @@ def health_problems(
     return problems
 
 
-def count_backlog(reader: Any, has_outbox: bool) -> dict[str, int]:
+def count_backlog(reader: Any, has_outbox: bool = True) -> dict[str, int]:
     """Records waiting for the model (pending, leased) and results not yet delivered (unsent).
 
     Cheap: the ``records_status`` and the partial ``outbox_unsent`` indexes answer these.
@@ -170,18 +166,19 @@ def count_backlog(reader: Any, has_outbox: bool) -> dict[str, int]:
 class ServiceMonitor:
     """Watchdog pings and STATUS= for the daemon; ``check()`` once per health-loop turn.
 
-    ``workers()`` lists what must be alive; ``analyzer`` (or None) has ``busy_since`` (monotonic,
-    None while idle) and ``analyzed``; ``writer`` has ``records_inserted``; ``reader`` is a read
-    connection to the store (or None: no backlog in the status).
+    ``workers()`` lists what must be alive; ``analyzer`` and ``writer`` (or None) are the daemon's
+    parts as their read-only views (``edged.parts``): the analyzer's ``busy_since`` (monotonic, None
+    while idle) and ``analyzed``, the writer's ``records_inserted``; ``reader`` is a read connection
+    to the store (or None: no backlog in the status).
     """
 
     def __init__(
         self,
         notifier: Notifier,
         *,
-        workers: Callable[[], Sequence[_Worker]],
-        analyzer: Any = None,
-        writer: Any = None,
+        workers: Callable[[], Sequence[Worker]],
+        analyzer: AnalyzerView | None = None,
+        writer: WriterView | None = None,
         reader: Any = None,
         stuck_after_s: float = 300.0,
         watchdog_s: float | None = None,
@@ -199,7 +196,6 @@ class ServiceMonitor:
         self.clock = clock
         self.pings = 0
         self.problems: list[str] = []
-        self._has_outbox: bool | None = None
         now = clock()
         self._next_ping = now
         self._next_status = now + status_interval_s
@@ -216,7 +212,7 @@ class ServiceMonitor:
     def check(self) -> list[str]:
         """Ping the watchdog if healthy and due; refresh STATUS= if due. Returns the problems found."""
         now = self.clock()
-        busy = getattr(self.analyzer, "busy_since", None) if self.analyzer is not None else None
+        busy = self.analyzer.busy_since if self.analyzer is not None else None
         problems = health_problems(self.workers(), busy, self.stuck_after_s, now)
         if problems != self.problems:
             if problems:
@@ -243,12 +239,7 @@ class ServiceMonitor:
         parts = []
         if self.reader is not None:
             try:
-                if self._has_outbox is None:
-                    self._has_outbox = bool(
-                        self.reader.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
-                        .fetchone()
-                    )
-                b = count_backlog(self.reader, self._has_outbox)
+                b = count_backlog(self.reader)
                 parts.append(f"backlog {b['pending']} pending, {b['leased']} leased, {b['unsent']} unsent")
             except Exception as exc:  # a busy or locked database: the status waits for the next round
                 log.debug("backlog count failed: %s", exc)
@@ -264,7 +255,7 @@ class ServiceMonitor:
         return "; ".join(parts) or "running"
 
     def _ingested(self) -> int:
-        return getattr(self.writer, "records_inserted", 0) if self.writer is not None else 0
+        return self.writer.records_inserted if self.writer is not None else 0
 
     def _analyzed(self) -> int:
-        return getattr(self.analyzer, "analyzed", 0) if self.analyzer is not None else 0
+        return self.analyzer.analyzed if self.analyzer is not None else 0

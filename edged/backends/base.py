@@ -74,5 +74,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def complete(self, request: CompletionRequest) -> Completion: ...
 
+    def placement(self) -> dict[str, Any] | None:
+        """Where the model's layers run, for status and the page (``{"device": ..., ...}``); None when
+        the backend cannot tell (a remote server)."""
+        return None
+
     def close(self) -> None:
         """Release the model; the default has nothing to release."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Iterator
 
 import sqlite_utils
 
+from edged.store.migrations import apply_migrations
+from edged.store.transaction import write_transaction
+
+__all__ = ["connect", "database_bytes", "open_database", "write_transaction"]
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +35,10 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite_utils.Databas
     return sqlite_utils.Database(conn)
 
 
-@contextlib.contextmanager
-def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front (waiting up to the busy timeout),
-    so a transaction that reads before it writes cannot fail half-way on a lock upgrade."""
-    db.conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
-
-
 def open_database(path: Path | str) -> sqlite_utils.Database:
     """Open (creating if needed) the state database and bring its schema up to date."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from edged.store.migrations import apply_migrations
-
     db = connect(path)
     applied = apply_migrations(db)
     if applied:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import sqlite_utils
 
-from edged.store.database import write_transaction
+from edged.store.transaction import write_transaction
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: dict[int, Migration] = {}

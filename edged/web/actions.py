@@ -1,5 +1,9 @@
 """The two changes the web page makes, both through the store writer (the daemon's only writer).
 
+``Actions`` is the whole set the web may do to the running daemon: store an incident report (and
+wake the analyzer for it) and record a label correction. Everything else the web reads through
+the read-only view of ``edged.parts``.
+
 An incident report becomes a ``kind=incident`` record like one from ``edged submit`` (``via="web"``);
 it is never refused for storage (see edged.store.retention). A label correction is a row in
 ``label_corrections``: the model's label stays in ``results`` for later learning.
@@ -8,7 +12,7 @@ it is never refused for storage (see edged.store.retention). A label correction 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import sqlite_utils
 
@@ -86,3 +90,39 @@ def correct_label(writer: StoreWriter, record_id: str, new_label: str | None, la
     if not exists:
         raise NotFound(record_id)
     return old
+
+
+class _Parts(Protocol):
+    """The parts ``Actions`` changes through: the store writer and the analyzer it wakes."""
+
+    @property
+    def writer(self) -> Any: ...
+    @property
+    def analyzer(self) -> Any: ...
+
+
+class Actions:
+    """What the web page and the JSON API may change in the running daemon, and nothing more."""
+
+    def __init__(self, parts: _Parts, labels: list[str]) -> None:
+        self._parts = parts
+        self.labels = labels
+
+    def _writer(self) -> StoreWriter:
+        writer = self._parts.writer
+        if writer is None:
+            raise TimeoutError("the store writer is not running")
+        return writer
+
+    def wake_analyzer(self) -> None:
+        """A report was stored: the analyzer looks now instead of at its next idle poll."""
+        analyzer = self._parts.analyzer
+        if analyzer is not None:
+            analyzer.wake()
+
+    def submit_incident(self, text: str | None, machine: str | None) -> str:
+        return submit_incident(self._writer(), text, machine, self.wake_analyzer)
+
+    def correct_label(self, record_id: str, new_label: str | None, corrected_by: str | None,
+                      note: str | None) -> str | None:
+        return correct_label(self._writer(), record_id, new_label, self.labels, corrected_by, note)

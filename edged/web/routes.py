@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, unquote
 
 from edged import __version__
 from edged.config.settings import parse_listen
-from edged.store.status import collect_status
 from edged.store.writer import WriterStopped
 from edged.web import actions, api, queries
 from edged.web.auth import Auth, Session, TooManyAttempts
@@ -25,14 +21,10 @@ from edged.web.html import record_url
 from edged.web.pages import forms, layout, overview, record, results
 from edged.web.request import BadRequest, Request, Response, html, redirect, safe_next
 from edged.web.runtime import Runtime
+from edged.web.snapshot import StatusSnapshot
 
 log = logging.getLogger(__name__)
 
-STATUS_TTL_S = 2.0  # the overview, /api/status and /metrics share figures this old at most (more if slow)
-# Sections of collect_status() the page relies on, with what to show if a database lacks them.
-STORAGE_DEFAULTS = {"max_bytes": None, "evicted": {}, "refused": {}, "paused": False, "paused_reasons": []}
-UPSTREAM_DEFAULTS = {"unsent": 0, "sent": 0, "oldest_unsent_s": None, "published": 0, "resent": 0, "connects": 0,
-                     "expired": 0}
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 
@@ -40,6 +32,9 @@ Handler = Callable[..., Response]
 
 
 class Routes:
+    """The dispatcher and the HTML pages. The JSON API's handlers are ``api.Api``'s; both share the
+    runtime view, the status snapshot and the one set of changes (``actions.Actions``)."""
+
     def __init__(self, runtime: Runtime, pool: queries.ReaderPool, auth: Auth) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -48,10 +43,9 @@ class Routes:
         self.labels = list(self.settings.analysis.labels)
         self.node = self.settings.upstream.node
         self.loopback_only = _is_loopback(parse_listen(self.settings.web.listen)[0])
-        self._snapshot: tuple[dict, dict, str | None] | None = None
-        self._snapshot_at = 0.0
-        self._snapshot_ttl = STATUS_TTL_S
-        self._snapshot_lock = threading.Lock()
+        self.status = StatusSnapshot(self.settings, pool)
+        self.changes = actions.Actions(runtime.parts, self.labels)
+        self.api = api.Api(runtime, pool, auth, self.status, self.changes)
         self._table: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", re.compile(p), h) if not p.startswith("POST ") else ("POST", re.compile(p[5:]), h)
             for p, h in [
@@ -66,15 +60,8 @@ class Routes:
                 (r"POST /login", self.post_login),
                 (r"POST /logout", self.post_logout),
                 (r"/static/(?P<name>[\w.-]+)", self.static),
-                (r"/api/status", lambda req: api.status(self, req)),
-                (r"/api/results", lambda req: api.results(self, req)),
-                (r"/api/records/(?P<rid>[^/]+)", lambda req, rid: api.record(self, req, rid)),
-                (r"POST /api/incidents", lambda req: api.post_incident(self, req)),
-                (r"POST /api/records/(?P<rid>[^/]+)/label", lambda req, rid: api.post_label(self, req, rid)),
-                (r"/healthz", lambda req: api.healthz(self, req)),
-                (r"/metrics", lambda req: api.metrics(self, req)),
             ]
-        ]
+        ] + self.api.table()
 
     # -- dispatch ---------------------------------------------------------------------------------
     def dispatch(self, req: Request) -> Response:
@@ -111,12 +98,6 @@ class Routes:
             return api.error(text, status)
         return html(layout.message_page(self.context(req), title, text), status)
 
-    def wake_analyzer(self) -> None:
-        """A report was stored: the analyzer looks now instead of at its next idle poll."""
-        analyzer = self.runtime.analyzer
-        if analyzer is not None:
-            analyzer.wake()
-
     # -- shared ------------------------------------------------------------------------------------
     def context(self, req: Request, session: Session | None | bool = False) -> layout.PageContext:
         if session is False:
@@ -125,32 +106,6 @@ class Routes:
             node=self.node, version=__version__, logged_in=session is not None,
             csrf=session.csrf if session else None, refresh_s=self.settings.web.refresh_s, current=req.path,
         )
-
-    def snapshot(self) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-        """(collect_status(), extras, error); computed at most every STATUS_TTL_S for all requests."""
-        with self._snapshot_lock:
-            if self._snapshot is not None and time.monotonic() - self._snapshot_at < self._snapshot_ttl:
-                return self._snapshot
-            store = self.settings.store
-            started = time.monotonic()
-            try:
-                with self.pool.reader() as db:
-                    status = collect_status(db, store.path, getattr(store, "max_bytes", None))
-                    extra = {
-                        "last_delivery": queries.last_delivery(db),
-                        "label_corrections": queries.corrections_count(db),
-                        "problems": queries.recent_problems(db),
-                    }
-                status["storage"] = {**STORAGE_DEFAULTS, "used_bytes": status["db"]["bytes"], **status.get("storage", {})}
-                status["upstream"] = {**UPSTREAM_DEFAULTS, **status.get("upstream", {})}
-                self._snapshot = (status, extra, None)
-            except sqlite3.Error as exc:
-                log.error("web: reading the status failed: %s", exc)
-                self._snapshot = ({}, {}, str(exc))
-            self._snapshot_at = time.monotonic()
-            # A big database makes the counts slow (a Pi with a million records): then reuse them longer.
-            self._snapshot_ttl = max(STATUS_TTL_S, 10 * (self._snapshot_at - started))
-            return self._snapshot
 
     def form_session(self, req: Request, form: dict[str, str]) -> Session | Response:
         """The session of a form post with a valid CSRF token, or the response that refuses it."""
@@ -168,7 +123,7 @@ class Routes:
 
     # -- pages ---------------------------------------------------------------------------------------
     def page_overview(self, req: Request) -> Response:
-        status, extra, error = self.snapshot()
+        status, extra, error = self.status.get()
         return html(overview.render(self.context(req), status, self.runtime, extra, error))
 
     def page_results(self, req: Request) -> Response:
@@ -239,8 +194,7 @@ class Routes:
         if isinstance(session, Response):
             return session
         try:
-            record_id = actions.submit_incident(self.runtime.writer, form.get("text"), form.get("machine"),
-                                                self.wake_analyzer)
+            record_id = self.changes.submit_incident(form.get("text"), form.get("machine"))
         except actions.Invalid as exc:
             page = forms.render_submit(self.context(req, session), machine=form.get("machine", ""),
                                        text=form.get("text", ""), error=str(exc))
@@ -254,8 +208,7 @@ class Routes:
         if isinstance(session, Response):
             return session
         try:
-            actions.correct_label(self.runtime.writer, rid, form.get("label"), self.labels,
-                                  form.get("by"), form.get("note"))
+            self.changes.correct_label(rid, form.get("label"), form.get("by"), form.get("note"))
         except actions.NotFound:
             return self.message(req, 404, "Not found", f"There is no record {rid}.")
         except actions.Invalid as exc:

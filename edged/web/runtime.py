@@ -1,8 +1,9 @@
 """What the web page knows of the running daemon beyond the database: uptime, worker threads,
 broker links, the model, and rates of ingest, analysis and publishing.
 
-Read from the daemon's objects as they are at each request (``owner`` is the ``Daemon``, or a stand-in
-in tests); any of them may be absent (MQTT off, analysis off, not started yet) and that is shown as such.
+Read from the daemon's parts as they are at each request, through the typed read-only view of
+``edged.parts`` (the ``Daemon``, or a stand-in in tests); any of them may be absent (MQTT off, analysis
+off, not started yet) and that is shown as such.
 Rates come from in-memory totals sampled every few seconds, so a page never scans a table for them.
 """
 
@@ -11,9 +12,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edged import __version__
+from edged.parts import (
+    AnalyzerView, DaemonParts, FileSourceView, ModelView, MqttSourceView, PublisherView, Worker, WriterView,
+)
 
 SAMPLE_S = 5.0  # take a sample of the totals this often
 WINDOW_S = 60.0  # rates are averaged over about this long
@@ -57,12 +61,16 @@ class RateMeter:
 
 
 class Runtime:
-    """A read-only view of the daemon's workers for the page, the API, /healthz and /metrics."""
+    """A read-only view of the daemon's workers for the page, the API, /healthz and /metrics.
 
-    def __init__(self, settings: Any, owner: Any, *, workers: Callable[[], list] | None = None,
+    ``parts`` is the daemon's typed view (``edged.parts.DaemonParts``); ``workers`` lists every
+    worker thread that must be alive.
+    """
+
+    def __init__(self, settings: Any, parts: DaemonParts, *, workers: Callable[[], Sequence[Worker]] | None = None,
                  config_path: Any = None) -> None:
         self.settings = settings
-        self.owner = owner
+        self.parts = parts
         self._workers = workers
         self.config_path = config_path
         self.started_at = time.time()
@@ -70,27 +78,25 @@ class Runtime:
         self.meter = RateMeter(self.totals)
 
     # -- the daemon's parts, each possibly absent ------------------------------------------------
-    def _part(self, name: str) -> Any:
-        return getattr(self.owner, name, None)
+    @property
+    def writer(self) -> WriterView | None:
+        return self.parts.writer
 
     @property
-    def writer(self) -> Any:
-        return self._part("writer")
+    def analyzer(self) -> AnalyzerView | None:
+        return self.parts.analyzer
 
     @property
-    def analyzer(self) -> Any:
-        return self._part("analyzer")
+    def publisher(self) -> PublisherView | None:
+        return self.parts.publisher
 
     @property
-    def publisher(self) -> Any:
-        return self._part("publisher")
-
-    @property
-    def backend(self) -> Any:
-        return self._part("backend")
+    def backend(self) -> ModelView | None:
+        return self.parts.backend
 
     def source(self, name: str) -> Any:
-        return next((s for s in self._part("sources") or [] if getattr(s, "name", None) == name), None)
+        """The source worker called ``name`` ("files": a FileSourceView, "mqtt": an MqttSourceView), or None."""
+        return next((s for s in self.parts.sources or () if s.name == name), None)
 
     # -- figures ------------------------------------------------------------------------------------
     @property
@@ -107,9 +113,9 @@ class Runtime:
         """Monotonic in-memory totals since start: what the rates are computed from."""
         writer, analyzer, publisher = self.writer, self.analyzer, self.publisher
         return {
-            "ingest": getattr(writer, "records_inserted", 0) or 0,
-            "analysis": getattr(analyzer, "analyzed", 0) or 0,
-            "publish": getattr(publisher, "marked", 0) or 0,
+            "ingest": writer.records_inserted if writer is not None else 0,
+            "analysis": analyzer.analyzed if analyzer is not None else 0,
+            "publish": publisher.marked if publisher is not None else 0,
         }
 
     def rates(self) -> dict[str, float | None]:
@@ -117,22 +123,23 @@ class Runtime:
 
     def brokers(self) -> dict[str, dict[str, Any]]:
         s = self.settings
-        mqtt, publisher = self.source("mqtt"), self.publisher
+        mqtt: MqttSourceView | None = self.source("mqtt")
+        publisher = self.publisher
         ingest: dict[str, Any] = {"configured": bool(s.mqtt.url), "url": s.mqtt.url}
         if s.mqtt.url:
             ingest |= {
                 "connected": bool(mqtt is not None and mqtt.connected),
                 "subscribed": bool(mqtt is not None and mqtt.subscribed),
-                "connect_failures": getattr(mqtt, "connect_failures", 0),
-                "received": getattr(mqtt, "received", 0),
+                "connect_failures": mqtt.connect_failures if mqtt is not None else 0,
+                "received": mqtt.received if mqtt is not None else 0,
             }
         upstream: dict[str, Any] = {"configured": bool(s.upstream.url), "url": s.upstream.url}
         if s.upstream.url:
             upstream |= {
                 "connected": bool(publisher is not None and publisher.connected),
-                "connect_failures": getattr(publisher, "connect_failures", 0),
-                "unacked": getattr(publisher, "unacked", 0),
-                "published": getattr(publisher, "published", 0),
+                "connect_failures": publisher.connect_failures if publisher is not None else 0,
+                "unacked": publisher.unacked if publisher is not None else 0,
+                "published": publisher.published if publisher is not None else 0,
             }
         return {"ingest": ingest, "upstream": upstream}
 
@@ -141,18 +148,21 @@ class Runtime:
         if backend is None:
             return None
         return {
-            "name": getattr(backend, "model_name", None),
-            "backend": getattr(backend, "name", None),
-            "sha256": getattr(backend, "model_sha256", None),
+            "name": backend.model_name,
+            "backend": backend.name,
+            "sha256": backend.model_sha256,
+            "placement": backend.placement(),
         }
 
     def analyzer_busy_s(self) -> float | None:
-        since = getattr(self.analyzer, "busy_since", None)
+        analyzer = self.analyzer
+        since = analyzer.busy_since if analyzer is not None else None
         return None if since is None else round(time.monotonic() - since, 1)
 
     def snapshot(self) -> dict[str, Any]:
         """The ``runtime`` section of /api/status."""
-        writer, files = self.writer, self.source("files")
+        writer = self.writer
+        files: FileSourceView | None = self.source("files")
         return {
             "version": __version__,
             "started_at": self.started_at,
@@ -171,5 +181,5 @@ class Runtime:
                 "failed_jobs": writer.failed_jobs,
                 "last_commit_at": writer.last_commit_at,
             },
-            "files_followed": getattr(files, "files_followed", None),
+            "files_followed": files.files_followed if files is not None else None,
         }
