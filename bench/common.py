@@ -67,16 +67,27 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+class Unavailable(RuntimeError):
+    """Something a bench needs is missing on this machine (the model file, mosquitto); the message says
+    what and how to get it. The smoke test (tests/test_bench_smoke.py) skips such a bench with it."""
+
+
+def results_dir() -> Path:
+    """``bench/results``, or ``$BENCH_RESULTS_DIR`` (the smoke test writes its throwaway results there)."""
+    return Path(os.environ.get("BENCH_RESULTS_DIR") or RESULTS_DIR)
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` with the machine info and a timestamp added."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
     doc = {
         "bench": name,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         **result,
     }
-    path = RESULTS_DIR / f"{name}.json"
+    path = out_dir / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 

@@ -183,6 +183,10 @@ def run_variant(variant: str, path: Path, tmp: Path, expected: int, batch_rows: 
     return result
 
 
+# The smallest run (bench/README.md, "Smoke runs"): a few thousand lines, each variant once.
+SMOKE_ARGS = ["--lines", "3000", "--repeat", "1", "--name", "ingest_files_smoke"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--lines", type=int, default=1_000_000)
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
         # says whether it would meet the goal there, whatever else was running during the bench.
         result["goal_met_by_cpu_time"] = summary["edged"]["lines_per_cpu_s"] >= 100_000
     out = write_result(args.name, result)
-    print(f"  ratios: {ratios}\n  -> {out.relative_to(REPO)}", file=sys.stderr)
+    print(f"  ratios: {ratios}\n  -> {out}", file=sys.stderr)
     return result
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python bench/ingest_mqtt.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, Timer, peak_rss_mib, rate, sample_lines, write_result
+from bench.common import REPO, Timer, Unavailable, peak_rss_mib, rate, sample_lines, write_result
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MACHINES = 10
@@ -314,6 +314,10 @@ def measure(variant: str, mode: str, n: int, tmp: Path, run: int) -> dict:
     return res
 
 
+# The smallest run (bench/README.md, "Smoke runs"): a few hundred messages, both modes once.
+SMOKE_ARGS = ["--messages", "300", "--name", "ingest_mqtt_smoke"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--messages", type=int, default=50_000)
@@ -330,6 +334,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker:
         worker(args)
         return {}
+    if not MOSQUITTO.exists():
+        raise Unavailable(f"{MOSQUITTO} is missing (apt-get install mosquitto)")
 
     n = args.messages
     modes = [m for m in args.modes.split(",") if m]
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "edged" in summary.get("live", {}):
         result["goal_met"] = summary["live"]["edged"]["msgs_per_s"] >= 5_000
     out = write_result(args.name, result)
-    print(f"  ratios: {ratios}\n  -> {out.relative_to(REPO)}", file=sys.stderr)
+    print(f"  ratios: {ratios}\n  -> {out}", file=sys.stderr)
     return result
 
 

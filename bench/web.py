@@ -230,6 +230,10 @@ class LineWriter(threading.Thread):
                 self.stop_event.wait(0.05)
 
 
+# The smallest run (bench/README.md, "Smoke runs"): a small database, a few requests per phase.
+SMOKE_ARGS = ["--seed-lines", "300", "--requests", "20", "--threads", "2", "--min-seconds", "0.5", "--rate", "50"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__.split("\n")[0])
     p.add_argument("--seed-lines", type=int, default=20_000, help="lines in the database before measuring")

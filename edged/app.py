@@ -220,7 +220,9 @@ class Daemon:
             lines.append("  upstream: off (set [upstream] url to publish results; until then they queue in the database)")
         if self.backend is not None:
             b = self.backend
-            lines.append(f"  model:    {b.model_name} via {b.name}" + ("" if b.model_sha256 else " (unverified)"))
+            placement = b.placement()
+            lines.append(f"  model:    {b.model_name} via {b.name}" + ("" if b.model_sha256 else " (unverified)")
+                         + (f"; {placement['summary']}" if placement else ""))
         else:
             lines.append("  model:    analysis off ([analysis] enabled = false)")
         if self.web is not None:

@@ -121,12 +121,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from edged.store.database import open_database
-    from edged.submit import incident_record, store_incident
+    from edged.submit import clean_report, incident_record, store_incident
 
     loaded = _load(args)
     text = sys.stdin.read() if args.text in (None, "-") else args.text
     try:
-        record = incident_record(text, machine=args.machine, via="cli", given_id=args.given_id)
+        # The same checks as the web form and the API (length, control characters).
+        text, machine = clean_report(text, args.machine)
+        record = incident_record(text, machine=machine, via="cli", given_id=args.given_id)
     except ValueError as exc:
         print(f"edged submit: {exc}", file=sys.stderr)
         return 2

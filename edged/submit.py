@@ -1,4 +1,8 @@
-"""Incident reports from people (CLI now, the web form later): one ``kind=incident`` record each."""
+"""Incident reports from people (``edged submit`` and the web page's form): one ``kind=incident`` record each.
+
+Both check their input the same way (``clean_report``): a report of at most ``MAX_REPORT_CHARS``
+characters and a machine name of at most ``MAX_MACHINE_CHARS``, neither with control characters.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,30 @@ from edged.store.records import NewRecord
 from edged.store.writer import WriteBatch
 
 INCIDENT_PRIORITY = INCIDENT  # incident reports are analyzed before log lines
+MAX_REPORT_CHARS = 20_000
+MAX_MACHINE_CHARS = 120
+
+
+class Invalid(ValueError):
+    """Input the person must fix; the message says what."""
+
+
+def clean_field(value: str | None, name: str, longest: int) -> str | None:
+    """``value`` stripped (None when empty); Invalid when longer than ``longest`` or with control characters."""
+    value = (value or "").strip()
+    if len(value) > longest:
+        raise Invalid(f"{name} is longer than {longest} characters")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise Invalid(f"{name} contains control characters")
+    return value or None
+
+
+def clean_report(text: str | None, machine: str | None) -> tuple[str, str | None]:
+    """The checks every incident report passes, from the web form, the API or ``edged submit``."""
+    text = clean_field(text, "the report", MAX_REPORT_CHARS)
+    if not text:
+        raise Invalid("the report is empty: describe what happened (an incident report needs some text)")
+    return text, clean_field(machine, "the machine name", MAX_MACHINE_CHARS)
 
 
 def incident_record(text: str, *, machine: str | None, via: str, given_id: str | None = None) -> NewRecord:

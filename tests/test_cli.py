@@ -168,6 +168,14 @@ def test_submit_empty_text_fails(box, args, stdin):
     assert "Traceback" not in result.stderr
 
 
+def test_submit_applies_the_web_forms_checks(box):
+    bell = box.edged("submit", "--machine", "press\x07", "coolant leak")
+    assert bell.returncode == 2 and "the machine name contains control characters" in bell.stderr
+    long = box.edged("submit", "x" * 20_001)
+    assert long.returncode == 2 and "the report is longer than 20000 characters" in long.stderr
+    assert "Traceback" not in bell.stderr + long.stderr
+
+
 def test_status_without_database_names_the_path(box):
     result = box.edged("status")
     assert result.returncode != 0

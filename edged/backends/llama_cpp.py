@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import math
 import os
 import threading
@@ -45,6 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edged.backends.base import Backend, BackendError, Completion, CompletionRequest, ModelUnavailable, Token
 from edged.backends.grammar import check_output, schema_key, schema_to_gbnf
+from edged.backends.offload import captured_log, check_offload, placement
+
+log = logging.getLogger(__name__)
 
 
 KEY: Final = "llama_cpp"  # [backend] type
@@ -100,22 +104,26 @@ class LlamaCppBackend(Backend):
                 f"model file {self.model_path} does not exist: run `make model` (or `edged model fetch NAME`)"
                 " or set [model] path to a GGUF file"
             )
+        supported = check_offload(llama_cpp, config.n_gpu_layers)
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                n_ctx=config.n_ctx,
-                n_threads=config.threads,
-                n_threads_batch=config.threads,
-                n_batch=config.n_batch,
-                n_gpu_layers=config.n_gpu_layers,
-                verbose=False,
-            )
+            with captured_log(llama_cpp) as load_log:
+                self.llm = llama_cpp.Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=config.n_ctx,
+                    n_threads=config.threads,
+                    n_threads_batch=config.threads,
+                    n_batch=config.n_batch,
+                    n_gpu_layers=config.n_gpu_layers,
+                    verbose=False,
+                )
         except Exception as exc:  # llama-cpp-python raises ValueError; anything else means the same here
             detail = "llama.cpp failed to load it" if str(self.model_path) in str(exc) else f"{exc}"
             raise ModelUnavailable(
                 f"cannot load model file {self.model_path}: {detail}. Is it a complete GGUF file? "
                 "`edged model verify` checks it against the manifest; `make model` fetches it again"
             ) from None
+        self._placement = placement(load_log, config.n_gpu_layers, supported)
+        log.info("llama.cpp placed the model's layers: %s", self._placement["summary"])
 
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -143,6 +151,9 @@ class LlamaCppBackend(Backend):
         from llama_cpp._internals import LlamaTokenDataArray
 
         self._full = LlamaTokenDataArray(n_vocab=self.llm.n_vocab())
+
+    def placement(self) -> dict[str, Any]:
+        return self._placement
 
     # --- prompt --------------------------------------------------------------------------------------------
 

@@ -35,10 +35,6 @@ class Decision:
     examples: list[Example] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)  # labels the model may choose from; [] = all
 
-    @property
-    def path(self) -> str:
-        return TRIAGE if self.label is not None else SLM
-
 
 class Router:
     def __init__(self, settings: TriageSettings, taxonomy: list[str]) -> None:

@@ -18,41 +18,25 @@ import sqlite_utils
 
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter, WriteBatch
-from edged.submit import incident_record
+from edged.submit import Invalid, clean_field, clean_report, incident_record
 from edged.triage.labels import add_correction
 from edged.web.queries import current_label
 
-MAX_REPORT_CHARS = 20_000
-MAX_MACHINE_CHARS = 120
+__all__ = ["Actions", "Invalid", "NotFound", "correct_label", "submit_incident"]
+
 MAX_NAME_CHARS = 80
 MAX_NOTE_CHARS = 1000
 WRITE_TIMEOUT_S = 15.0
-
-
-class Invalid(ValueError):
-    """Input the user must fix; the message says what."""
 
 
 class NotFound(LookupError):
     pass
 
 
-def _clean(value: str | None, name: str, longest: int) -> str | None:
-    value = (value or "").strip()
-    if len(value) > longest:
-        raise Invalid(f"{name} is longer than {longest} characters")
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
-        raise Invalid(f"{name} contains control characters")
-    return value or None
-
-
 def submit_incident(writer: StoreWriter, text: str | None, machine: str | None,
                     wake: Callable[[], None] | None = None) -> str:
     """Store an incident report; returns its record_id once committed."""
-    text = _clean(text, "the report", MAX_REPORT_CHARS)
-    if not text:
-        raise Invalid("the report is empty: describe what happened")
-    machine = _clean(machine, "the machine name", MAX_MACHINE_CHARS)
+    text, machine = clean_report(text, machine)
     record = incident_record(text, machine=machine, via="web")
     batch = WriteBatch(records=[record], source_type="submit", counters={"web.incidents": 1})
     writer.submit(batch, timeout=WRITE_TIMEOUT_S).result(timeout=WRITE_TIMEOUT_S)
@@ -67,8 +51,8 @@ def correct_label(writer: StoreWriter, record_id: str, new_label: str | None, la
     new_label = (new_label or "").strip()
     if new_label not in labels:
         raise Invalid(f"label must be one of: {', '.join(labels)}")
-    corrected_by = _clean(corrected_by, "the name", MAX_NAME_CHARS) or "web"
-    note = _clean(note, "the note", MAX_NOTE_CHARS)
+    corrected_by = clean_field(corrected_by, "the name", MAX_NAME_CHARS) or "web"
+    note = clean_field(note, "the note", MAX_NOTE_CHARS)
 
     def store(db: sqlite_utils.Database) -> tuple[bool, str | None]:
         # Read in the writer's transaction: no race with another correction. An unknown record is

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import quote, unquote
 
 from edged import __version__

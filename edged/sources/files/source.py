@@ -288,7 +288,7 @@ class FileSource:
         if isinstance(prior, FilePosition):
             # A file read before: renamed while edged was down, or a copytruncate copy of it.
             # It continues that instance, under its key, so overlapping lines keep their ids.
-            tailer = self._tailer(
+            self._tailer(
                 fd=fd,
                 path=path,
                 source=prior.source,

@@ -149,6 +149,7 @@ def _model(status: dict[str, Any], runtime: Runtime, extra: dict[str, Any]) -> S
         head = Safe('<p class="big">analysis off <span>[analysis] enabled = false</span></p>')
     else:
         head = fmt('<p class="big mono">{} <span>via {}</span></p>', model["name"], model["backend"])
+    placement = (model or {}).get("placement")
     reused = a["cache_hits"]
     total = reused + a["model_calls"]
     rows = [
@@ -159,6 +160,8 @@ def _model(status: dict[str, Any], runtime: Runtime, extra: dict[str, Any]) -> S
          if a["needs_review"] else "0"),
         ("Labels corrected", number(extra.get("label_corrections", 0))),
     ]
+    if placement:
+        rows.insert(0, ("Layers", placement["summary"]))
     by = a["classified_by"]
     if by.get("triage"):
         rows.append(("Classified without the model",
