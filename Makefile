@@ -14,7 +14,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # apt-get only when a needed tool is missing; quiet and non-interactive so CI can run it.
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: run test bench state model sysdeps test-sysdeps clean dist wheelhouse
+.PHONY: run test bench state model sysdeps test-sysdeps test-python clean dist wheelhouse
 
 # llama-cpp-python compiles llama.cpp. On x86-64 a native build may use instructions (AMX) that a VM
 # or an older CPU lacks, so it targets AVX2; Raspberry Pi 5 and Jetson build natively for their own
@@ -74,10 +74,20 @@ test-sysdeps:
 		echo "installing Debian's chromium and chromium-driver (the web page tests drive a headless browser)"; \
 		$(APT) update -q && $(APT) install -y -q --no-install-recommends chromium chromium-driver; }
 
-test: $(VENV)/.installed-test test-sysdeps model
+# The daemon runs on Python 3.10 (JetPack 6); the test extras (ansible-core 2.19, rpds-py, hypothesis)
+# need 3.11 or newer, so make test stops at once, saying so, instead of failing in pip minutes later.
+TEST_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+test-python:
+	@$(TEST_PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "make test needs Python 3.11 or newer (the test extras ansible-core 2.19, rpds-py and hypothesis do);" >&2; \
+		echo "$(TEST_PY) is $$($(TEST_PY) --version 2>&1). edged itself runs on 3.10 (make run works): run the tests" >&2; \
+		echo "on a box with 3.11+ (Debian 12, Raspberry Pi OS), or: rm -rf $(VENV) && make test PYTHON=python3.11" >&2; \
+		exit 1; }
+
+test: test-python $(VENV)/.installed-test test-sysdeps model
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed-test test-sysdeps
+bench: test-python $(VENV)/.installed-test test-sysdeps
 	$(PY) -m bench
 
 # The edged wheel for the fleet: pure Python, one file for every box (pip wheel builds it in an isolated
