@@ -35,7 +35,7 @@ from bench.common import REPO, write_result
 DATA = REPO.parent / "shared" / "data" / "incidents" / "nist_excavators" / "excavators-cleaned.csv"
 NEEDS_MODEL = True  # edged eval and the throughput part run the default model
 # The smallest run (bench/README.md, "Smoke runs"): a handful of evaluation rows and records.
-SMOKE_ARGS = ["--limit", "6", "--throughput-records", "4", "--other-thresholds", ""]
+SMOKE_ARGS = ["--limit", "6", "--throughput-records", "4", "--other-thresholds", "", "--threads", "1"]
 
 
 def log(msg: str) -> None:

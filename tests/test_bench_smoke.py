@@ -59,6 +59,7 @@ def test_the_benches_are_found() -> None:
     assert {"bench.analysis", "bench.ingest_files", "bench.triage"} <= set(found), found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", bench_modules())
 def test_bench_runs_with_its_smallest_settings(module: str, tmp_path: Path) -> None:
     bench = importlib.import_module(module)

@@ -65,7 +65,7 @@ def template_stats(daemon: Daemon, lines: list[tuple[str, str, str]]) -> dict[st
 
 
 def part_b(model, config: LlamaCppConfig, tmp: Path, quick: bool, budget_s: float,
-           lines_per_system: int | None = None) -> dict[str, Any]:
+           lines_per_system: int | None = None, model_system_count: int | None = None) -> dict[str, Any]:
     systems = loghub_systems()
     if not systems:
         synth = [ln.decode().strip() for ln in synthetic_lines(lines_per_system or 2000)]
@@ -77,7 +77,7 @@ def part_b(model, config: LlamaCppConfig, tmp: Path, quick: bool, budget_s: floa
         for s in systems:
             texts, events = loghub_system(s)
             data[s] = [(s, t, e) for t, e in zip(texts, events)][:lines_per_system]
-        model_systems = [s for s in MODEL_SYSTEMS if s in data][: 1 if quick else 3]
+        model_systems = [s for s in MODEL_SYSTEMS if s in data][: model_system_count or (1 if quick else 3)]
     routing = {}
     for s, lines in data.items():
         d = tmp / f"route-{s}"

@@ -20,8 +20,11 @@ from bench.common import LOGHUB_DIR, REPO, write_result
 from edged.backends.llama_cpp import LlamaCppConfig
 
 # The smallest run: a few records per part, one short cold start, a tiny eval (bench/README.md, "Smoke runs").
-SMOKE_ARGS = ["--records", "2", "--lines-per-system", "40", "--model-budget", "10", "--generation-repeat", "1",
-              "--cold-starts", "1", "--eval-limit", "4", "--name", "analysis_smoke"]
+# One llama.cpp thread: on a busy 2-core box two threads spin-wait on each other and run far slower.
+# (e) needs at least 8 rows of its stratified order to hold an alert as well as normal lines.
+SMOKE_ARGS = ["--records", "2", "--lines-per-system", "8", "--model-systems", "1", "--model-budget", "5",
+              "--generation-repeat", "1", "--cold-starts", "1", "--eval-limit", "10", "--threads", "1",
+              "--name", "analysis_smoke"]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="llama.cpp threads for every part (default: edged's default, the CPU count)")
     p.add_argument("--lines-per-system", type=int, default=None,
                    help="(b) first lines of each system (default: all 2,000)")
+    p.add_argument("--model-systems", type=int, default=None,
+                   help="(b) systems run with the real model (default 3, --quick 1)")
     p.add_argument("--generation-repeat", type=int, default=None, help="(c) measured rounds (default 3, --quick 2)")
     p.add_argument("--name", default="analysis", help="result file name (bench/results/<name>.json)")
     args = p.parse_args(argv)
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = [
         ("a", "throughput", lambda tmp: part_a(model, config, args.records, tmp)),
         ("b", "templates", lambda tmp: part_b(model, config, tmp, args.quick, args.model_budget,
-                                              args.lines_per_system)),
+                                              args.lines_per_system, args.model_systems)),
         ("c", "generation", lambda tmp: part_c(model, config, args.generation_repeat or (2 if args.quick else 3))),
         ("d", "cold_start", lambda tmp: part_d(args.cold_starts, tmp, args.threads)),
         ("e", "bgl_eval", lambda tmp: part_e(args.eval_limit, tmp, args.threads) if (LOGHUB_DIR / "BGL").is_dir()
