@@ -10,6 +10,7 @@ from edged.priority import alert_priority_sql
 FLAG_TRUNCATED = "truncated"  # longer than the configured maximum; the rest was dropped
 FLAG_INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8 were replaced with U+FFFD
 FLAG_NO_NEWLINE = "no_newline"  # a last line flushed after the partial-line timeout
+FLAG_BOUNDED = "bounded"  # a field was cut or cleaned of NUL to fit edged.store.limits
 
 KINDS = ("log", "incident")
 STATUSES = ("pending", "leased", "done", "parked")

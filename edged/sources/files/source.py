@@ -74,6 +74,7 @@ class FileSource:
         # Files read to their end: inode -> (size, mtime) then, so a rescan does not reopen them.
         self._finished: dict[tuple[int, int], tuple[int, int]] = {}
         self._watched: set[str] = set()
+        self._unreadable: set[tuple[str, int | None]] = set()  # (path, errno) already warned about
         self._observer: Observer | None = None
         self._wake = threading.Event()
         self._scan_due = True
@@ -272,9 +273,15 @@ class FileSource:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            self._counters["files.unreadable"] += 1
-            log.warning("%s: cannot open (%s); will retry at the next scan", path, exc.strerror)
+            # Said (and counted) once per file and error: every scan and file event retries it.
+            seen = (path, exc.errno)
+            if seen not in self._unreadable:
+                self._unreadable.add(seen)
+                self._counters["files.unreadable"] += 1
+                log.warning("%s: cannot open (%s); retrying at each scan, silently", path, exc.strerror)
             return
+        if self._unreadable:
+            self._unreadable = {seen for seen in self._unreadable if seen[0] != path}
         st = os.fstat(fd)
         fingerprint = take_fingerprint(fd, st.st_size)
         source = f"file:{stream}"
@@ -404,6 +411,9 @@ class FileSource:
                 t.state = DONE
             if pieces:
                 records += t.records(pieces, received_at)
+                if t.nul_records:
+                    self._counters["files.nul_replaced"] += t.nul_records
+                    t.nul_records = 0
             if t.state == DONE or t.offset != t.saved_offset:
                 self._positions[t.file_key] = t.position()
                 t.saved_offset = t.offset

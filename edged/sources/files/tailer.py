@@ -16,6 +16,7 @@ import time
 from edged.ids import file_record_id
 from edged.sources.files.identity import Fingerprint, check_fingerprint
 from edged.sources.files.lines import LineAssembler, Piece
+from edged.store.limits import NUL, REPLACEMENT, bound_name
 from edged.store.records import FilePosition
 
 ACTIVE = "active"  # the file its path names
@@ -63,7 +64,9 @@ class Tailer:
         self.state = state
         self.reason: str | None = None
         self.first_seen = first_seen
-        self.machine = machine
+        self.machine, _ = bound_name(machine)
+        self.has_nul = False  # NUL bytes were read: records() replaces them (edged.store.limits)
+        self.nul_records = 0  # records whose NULs were replaced, for the files.nul_replaced counter
         self.assembler = LineAssembler(offset, max_bytes=max_bytes, multiline_start=multiline_start)
         self.saved_offset = offset  # last offset handed to the store
         self.last_data_at = time.monotonic()
@@ -78,6 +81,8 @@ class Tailer:
         if not data:
             return [], False
         self.last_data_at = time.monotonic()
+        if b"\0" in data:  # one scan per chunk; the rare file with NULs pays for cleaning its lines
+            self.has_nul = True
         return self.assembler.feed(data), len(data) == max_bytes
 
     def flush_idle(self, now: float, partial_timeout: float, multiline_timeout: float) -> list[Piece]:
@@ -93,6 +98,8 @@ class Tailer:
     def records(self, pieces: list[Piece], received_at: float) -> list[tuple]:
         """Inbox rows (NewRecord column order) for pieces of this file."""
         key, source, machine, path = self.file_key, self.source, self.machine, self.path
+        if self.has_nul:
+            pieces = self._without_nul(pieces)
         if self._id_prefix[0] != key:
             self._id_prefix = (key, _record_id_prefix(key))
         prefix = self._id_prefix[1]
@@ -105,6 +112,15 @@ class Tailer:
             (file_record_id(key, p.start), source, machine, "log", p.text, p.flags, path, received_at, 0)
             for p in pieces
         ]
+
+    def _without_nul(self, pieces: list[Piece]) -> list[Piece]:
+        out = []
+        for p in pieces:
+            if NUL in p.text:
+                self.nul_records += 1
+                p = p._replace(text=p.text.replace(NUL, REPLACEMENT))
+            out.append(p)
+        return out
 
     # -- state ----------------------------------------------------------------------------------
     @property
