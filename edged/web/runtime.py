@@ -146,6 +146,10 @@ class Runtime:
             "sha256": getattr(backend, "model_sha256", None),
         }
 
+    def storage_error(self) -> str | None:
+        """Why the store writer cannot write right now (disk full, I/O error), or None."""
+        return getattr(self.writer, "storage_error", None)
+
     def analyzer_busy_s(self) -> float | None:
         since = getattr(self.analyzer, "busy_since", None)
         return None if since is None else round(time.monotonic() - since, 1)
@@ -170,6 +174,7 @@ class Runtime:
                 "commits": writer.commits,
                 "failed_jobs": writer.failed_jobs,
                 "last_commit_at": writer.last_commit_at,
+                "storage_error": getattr(writer, "storage_error", None),
             },
             "files_followed": getattr(files, "files_followed", None),
         }
