@@ -45,6 +45,7 @@ class FilePosition(NamedTuple):
     reason: str | None
     first_seen: float
     updated_at: float
+    mark: str | None = None  # checksum of the bytes just before ``offset`` (edged.sources.files.identity)
 
 
 class Rejected(NamedTuple):
@@ -85,8 +86,8 @@ INSERT_RECORDS_MANY = (
 )
 UPSERT_POSITION = (
     "INSERT OR REPLACE INTO file_positions"
-    " (file_key, source, path, dev, ino, fp_len, fp_hash, offset, state, reason, first_seen, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " (file_key, source, path, dev, ino, fp_len, fp_hash, offset, state, reason, first_seen, updated_at, mark)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_REJECTED = (
     "INSERT OR IGNORE INTO rejected (input_id, source, reason, detail, size, sample, received_at)"

@@ -24,7 +24,7 @@ from watchdog.observers import Observer
 
 from edged.config.settings import LogsSettings
 from edged.sources.files.discovery import expand, find_inode, is_rotation_of, watch_root
-from edged.sources.files.identity import Fingerprint, check_fingerprint, looks_binary, take_fingerprint
+from edged.sources.files.identity import Fingerprint, check_fingerprint, looks_binary, mark_holds, take_fingerprint
 from edged.sources.files.tailer import ACTIVE, DONE, DRAINING, SKIPPED, Tailer, new_file_key
 from edged.store.records import SAMPLE_BYTES, FilePosition, Rejected
 from edged.store.writer import StoreWriter, WriteBatch
@@ -185,6 +185,7 @@ class FileSource:
                 file_key=row.file_key,
                 state=ACTIVE if path == row.path and row.state == ACTIVE else DRAINING,
                 first_seen=row.first_seen,
+                mark=row.mark,  # the first poll checks it: a file rewritten while edged was down starts over
             )
             tailer.saved_offset = row.offset
             log.info("%s: resuming at byte %d", path, row.offset)
@@ -192,7 +193,7 @@ class FileSource:
     def _locate(self, row: FilePosition) -> tuple[int, str] | None:
         """Open the file a stored position belongs to: at its path, or renamed in its directory."""
         try:
-            fd = os.open(row.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(row.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) == (row.dev, row.ino):
                 return fd, row.path  # a rewrite in place is caught by the first poll (fingerprint)
@@ -203,7 +204,7 @@ class FileSource:
         if moved is None:
             return None
         try:
-            fd = os.open(moved, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(moved, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return None
         st = os.fstat(fd)
@@ -271,7 +272,7 @@ class FileSource:
 
     def _open_new(self, path: str, stream: str, at_end: bool) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO put there must not block us
         except OSError as exc:
             # Said (and counted) once per file and error: every scan and file event retries it.
             seen = (path, exc.errno)
@@ -306,6 +307,7 @@ class FileSource:
                 file_key=prior.file_key,
                 state=ACTIVE if prior.source == f"file:{path}" else DRAINING,
                 first_seen=prior.first_seen,
+                mark=prior.mark,
             )
             log.info("%s: continues %s at byte %d", path, prior.path, prior.offset)
             return
@@ -351,7 +353,7 @@ class FileSource:
             same_inode = (row.dev, row.ino) == (st.st_dev, st.st_ino)
             if (same_inode or row.reason == "truncated") and check_fingerprint(
                 fd, st.st_size, Fingerprint(row.fp_len, row.fp_hash)
-            ):
+            ) and mark_holds(fd, row.offset, row.mark):
                 return row
         return None
 
