@@ -100,6 +100,9 @@ def _format_errors(exc: ValidationError, data: dict[str, Any], path: Path | None
         origin = _origin(loc, data, path)
         if err["type"] == "extra_forbidden":
             lines.append(f"{origin}: unknown key {_key_name(loc)}")
+        elif err["type"] == "union_tag_invalid":  # [backend] type = "nope"
+            ctx = err.get("ctx", {})
+            lines.append(f"{origin}: [{loc[0]}] type: unknown type {ctx.get('tag')!r}; one of {ctx.get('expected_tags')}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{origin}: {_key_name(loc)}: {msg}")
