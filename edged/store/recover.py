@@ -10,6 +10,7 @@ new one in its place. Run it with edged stopped.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -21,6 +22,7 @@ from edged.store.database import is_damage, open_database, quick_check
 CHUNK_ROWS = 500
 MAX_SKIP = 1 << 40  # the widest rowid gap stepped over before a table is given up as unreadable
 SIDE_FILES = ("", "-wal", "-shm")
+MAX_PAD_BYTES = 1 << 40  # a header claiming more than this is itself damaged: leave the copy as it is
 
 
 def check(path: Path, out: TextIO = sys.stdout) -> int:
@@ -76,6 +78,26 @@ def _read_rows(old: sqlite3.Connection, table: str, columns: list[str]):
         last = rows[-1][0]
 
 
+def _working_copy(path: Path, copy: Path) -> Path:
+    """A copy of the damaged file (and its write-ahead log) to read from, grown back to the size its
+    header gives: SQLite refuses to load a schema whose tables start past the end of a truncated
+    file, while the missing pages, read as zeros, are only unreadable rows that get stepped over."""
+    for suffix in ("", "-wal"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            shutil.copyfile(src, Path(str(copy) + suffix))
+    with open(copy, "r+b") as f:
+        header = f.read(100)
+        if len(header) == 100 and header.startswith(b"SQLite format 3\0"):
+            page_size = int.from_bytes(header[16:18], "big")
+            page_size = 65536 if page_size == 1 else page_size
+            pages = int.from_bytes(header[28:32], "big")
+            f.seek(0, os.SEEK_END)
+            if 0 < pages * page_size <= MAX_PAD_BYTES and f.tell() < pages * page_size:
+                f.truncate(pages * page_size)
+    return copy
+
+
 def recover(path: Path, out: TextIO = sys.stdout) -> int:
     """Copy what can be read into a fresh database at ``path``; the damaged file is kept beside it."""
     path = path.resolve()
@@ -83,7 +105,8 @@ def recover(path: Path, out: TextIO = sys.stdout) -> int:
     fresh_path = path.with_name(f"{path.name}.recovering-{stamp}")
     kept = path.with_name(f"{path.name}.damaged-{stamp}")
     fresh = open_database(fresh_path)
-    old = sqlite3.connect(str(path))
+    reading = _working_copy(path, path.with_name(f"{path.name}.reading-{stamp}"))
+    old = sqlite3.connect(str(reading))
     copied: dict[str, int] = {}
     skipped = 0
     try:
@@ -120,6 +143,8 @@ def recover(path: Path, out: TextIO = sys.stdout) -> int:
     finally:
         old.close()
         fresh.close()
+        for suffix in SIDE_FILES:
+            Path(str(reading) + suffix).unlink(missing_ok=True)
     for suffix in SIDE_FILES:
         src = Path(str(path) + suffix)
         if src.exists():
