@@ -114,3 +114,33 @@ def test_space_returning_while_running_resumes_by_itself(tmp_path, mosquitto):
         log = daemon.log_text()
         assert "writing works" in log or "written again" in log
         assert "Traceback" not in log
+
+
+def test_status_says_paused_and_the_watchdog_is_fed_while_the_disk_is_full():
+    from types import SimpleNamespace
+
+    from edged.systemd import ServiceMonitor
+    from tests.test_systemd import Clock, FakeAnalyzer, FakeNotifier, FakeWorker
+
+    clock, notifier, analyzer = Clock(), FakeNotifier(), FakeAnalyzer()
+    writer = SimpleNamespace(storage_error=None, records_inserted=0)
+    workers = [FakeWorker("store-writer"), analyzer]
+    monitor = ServiceMonitor(notifier, workers=lambda: workers, analyzer=analyzer, writer=writer, clock=clock,
+                             stuck_after_s=300, watchdog_s=1.0, status_interval_s=5.0)
+    monitor.ready()
+    notifier.take()
+    writer.storage_error = "database or disk is full"
+    analyzer.busy_since = clock.now  # waiting for the writer, which waits for the disk
+    clock.now += 1
+    monitor.check()
+    sent = notifier.take()
+    assert "STATUS=paused: the database cannot be written (database or disk is full); resumes by itself" in sent
+    for _ in range(400):  # far past stuck_after_s: still a pause, not a hang
+        clock.now += 1
+        assert monitor.check() == []
+    assert "WATCHDOG=1" in notifier.take()
+    writer.storage_error = None
+    analyzer.busy_since = None
+    clock.now += 1
+    monitor.check()
+    assert any(m.startswith("STATUS=") and "paused" not in m for m in notifier.take())

@@ -108,14 +108,39 @@ def test_an_unreadable_file_is_reported_once(tmp_path, caplog):
     db.close()
 
 
-def test_digests_and_training_count_as_busy_for_the_watchdog():
-    seen = []
+def test_digests_and_training_count_as_busy_for_the_watchdog(tmp_path):
+    import time
 
-    class Probe:
-        busy_since = None
+    from edged.backends.fake import FakeBackend
+    from edged.config import Settings
+    from edged.publish.outbox import OutboxBuilder
+    from edged.store.database import connect, open_database
+    from edged.store.writer import StoreWriter, WriteBatch
 
-    probe = Probe()
-    probe._busy = Analyzer._busy.__get__(probe)
-    with probe._busy():
-        seen.append(probe.busy_since)
-    assert seen[0] is not None and probe.busy_since is None
+    path = tmp_path / "edged.db"
+    settings = Settings(store={"path": path}, analysis={"digest_interval_s": 60})
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    busy_during_calls = []
+    analyzer = None
+
+    def answer(request):
+        props = request.schema["properties"]
+        if "label" in props:
+            return {"label": "normal", "severity": 0}
+        if "summary" in props:
+            busy_during_calls.append(analyzer.busy_since is not None)
+            return {"summary": "a digest"}
+        return {k: None for k in props}
+
+    analyzer = Analyzer(settings.analysis, FakeBackend(answer=answer), writer, connect(path),
+                        OutboxBuilder(settings.upstream))
+    then = time.time() - 120
+    writer.submit(WriteBatch(records=[NewRecord(f"d:{i}", "file:/x.log", "m", "log", f"line {i}", "", None, then)
+                                      for i in range(5)])).result()
+    while analyzer.run_once():
+        pass
+    assert analyzer.digest_if_due(now=time.monotonic()) >= 1
+    writer.stop()
+    assert busy_during_calls and all(busy_during_calls)
+    assert analyzer.busy_since is None
