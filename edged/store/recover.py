@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from edged.store.database import is_damage, open_database, quick_check
+from edged.store.database import is_damage, open_database
 
 CHUNK_ROWS = 500
 MAX_SKIP = 1 << 40  # the widest rowid gap stepped over before a table is given up as unreadable
