@@ -132,13 +132,19 @@ class Daemon:
         monitor = self._service_monitor()
         monitor.ready()
         code = 0
-        while not self.stop_requested.wait(monitor.check_interval(HEALTH_CHECK_S)):
-            dead = [w.name for w in self._workers() if not w.is_alive()]
-            if dead:
-                log.error("worker(s) %s died; exiting so the service manager restarts edged", ", ".join(dead))
-                code = 1
-                break
-            monitor.check()  # pings the watchdog only while healthy
+        try:
+            while not self.stop_requested.wait(monitor.check_interval(HEALTH_CHECK_S)):
+                dead = [w.name for w in self._workers() if not w.is_alive()]
+                if dead:
+                    log.error("worker(s) %s died; exiting so the service manager restarts edged", ", ".join(dead))
+                    code = 1
+                    break
+                monitor.check()  # pings the watchdog only while healthy
+        except Exception as exc:
+            # After the start, a failure is the crash-only kind: exit 1 (restarted), not 2 (a start refused).
+            log.error("edged's health loop failed (%s: %s); exiting so the service manager restarts edged",
+                      type(exc).__name__, exc)
+            code = 1
         monitor.stopping()
         self.shutdown()
         if monitor.reader is not None:

@@ -44,6 +44,10 @@ def test_deeply_nested_json_is_a_clean_rejection(depth):
     assert isinstance(rej, Rejected) and rej.reason == "malformed JSON"
     rej = parse(b'{"text": "x", "extra": ' + b"[" * depth + b"]" * depth + b"}")
     assert isinstance(rej, Rejected) and rej.reason == "malformed JSON"
+    from edged.publish.escalation import Rejected as ReplyRejected, parse_reply
+
+    with pytest.raises(ReplyRejected):
+        parse_reply(b"[" * depth + b"]" * depth)
     req = Request("POST", "/api/incidents", {"content-type": "application/json"}, b"[" * depth + b"]" * depth, "")
     with pytest.raises(BadRequest):
         req.json()
