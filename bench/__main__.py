@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="100k lines / 5k messages, one run each (a smoke test)")
     p.add_argument("--only", default="files,mqtt,web,analysis,triage",
-                   help="comma-separated: files, mqtt, web, analysis, triage")
+                   help="comma-separated: files, mqtt, web, analysis, triage, faults (faults only when named)")
     args = p.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     lines = []
@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         lines += analysis.summary_lines(analysis.main(["--quick"] if args.quick else []))
     if "triage" in only:
         lines += triage.summary_lines(triage.main(["--quick"] if args.quick else []))
+    if "faults" in only:  # opt-in: mounts a tmpfs (root) and keeps a disk full for a minute
+        from bench import faults
+
+        for part, res in faults.main(["--quick"] if args.quick else [])["results"].items():
+            lines.append(f"faults {part}: {res}")
     print("\n".join(lines), file=sys.stderr)
     return 0
 

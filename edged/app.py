@@ -8,6 +8,7 @@ state is in SQLite, so a restart resumes where the last commit left off.
 from __future__ import annotations
 
 import faulthandler
+import functools
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edged import __version__, parts
-from edged.config import ConfigError, LoadedConfig
+from edged.config import LoadedConfig
 from edged.logsetup import log_destination
 from edged.sources.files.discovery import watch_root
 from edged.store.database import connect, open_database
@@ -59,23 +60,20 @@ class Daemon:
 
     def start(self) -> None:
         s = self.settings
-        if s.mqtt.url and s.upstream.url and s.mqtt.client_id == s.upstream.client_id:
-            raise ConfigError(
-                f"{self.loaded.path or 'built-in defaults'}: [upstream] client_id: must differ from [mqtt] client_id"
-                f" ({s.mqtt.client_id!r}); two connections with one client id throw each other off the broker"
-            )
+        # The settings were checked as they loaded (edged.config.rules) and the box by edged.preflight.
         # The model first: a missing or corrupt model stops edged before anything else starts.
         if s.analysis.enabled:
             self.notifier.status("loading the model")
             self.backend = build_backend(self.settings)
         self.notifier.status("opening the database")
-        db = open_database(s.store.path)
+        db = open_database(s.store.path, check=True)  # a damaged file stops the start, with what to do
         self.writer = StoreWriter(db, max_batch_rows=batch_rows_for(s.store), max_queued_rows=s.store.queue_max_rows)
-        self.writer.start()
         from edged.store.retention import Backpressure, Retention
 
-        # The size cap and the backlog's high water hold the sources through one shared object.
+        # The size cap, the backlog's high water and a failing disk hold the sources through one object.
         backpressure = Backpressure()
+        self.writer.on_storage_error = functools.partial(_hold_for_storage, backpressure)
+        self.writer.start()
         self.retention = Retention(
             s.store, self.writer, backpressure,
             count_unanalyzed=self.backend is not None, count_unsent=bool(s.upstream.url),
@@ -84,9 +82,10 @@ class Daemon:
         if s.web.enabled:
             from edged.web.server import WebServer
 
-            # Reads the other workers lazily: they may start after it, or not at all.
+            # Reads the other workers lazily. Its address is taken now (a port in use stops the start
+            # here), but it serves only once everything else has started: no page for a failed start.
             self.web = WebServer(s, self, workers=self._workers, config_path=self.loaded.path)
-            self.web.start()
+            self.web.bind()
         if s.logs.paths:
             from edged.sources.files.source import FileSource
 
@@ -100,10 +99,7 @@ class Daemon:
         if s.upstream.url:
             from edged.publish.publisher import Publisher
 
-            try:
-                self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path))
-            except ValueError as exc:
-                raise ConfigError(f"{self.loaded.path or 'built-in defaults'}: {exc}") from None
+            self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path))
             self.publisher.start()
         if self.backend is not None:
             from edged.analysis.analyzer import Analyzer
@@ -117,23 +113,38 @@ class Daemon:
             if self.publisher is not None:
                 self.analyzer.on_stored = self.publisher.wake
             self.analyzer.start()
+        if self.web is not None:
+            self.web.start()
 
     def run(self) -> int:
         """Run until asked to stop; returns the process exit code."""
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            try:  # what did start stops in the order that loses nothing; the caller reports why
+                self.shutdown()
+            except Exception:
+                log.debug("stopping after a failed start", exc_info=True)
+            raise
         self._print_banner()
         log.info("edged %s ready", __version__)
         # READY=1 only now: the store is open and migrated, the model loaded, every worker started.
         monitor = self._service_monitor()
         monitor.ready()
         code = 0
-        while not self.stop_requested.wait(monitor.check_interval(HEALTH_CHECK_S)):
-            dead = [w.name for w in self._workers() if not w.is_alive()]
-            if dead:
-                log.error("worker(s) %s died; exiting so the service manager restarts edged", ", ".join(dead))
-                code = 1
-                break
-            monitor.check()  # pings the watchdog only while healthy
+        try:
+            while not self.stop_requested.wait(monitor.check_interval(HEALTH_CHECK_S)):
+                dead = [w.name for w in self._workers() if not w.is_alive()]
+                if dead:
+                    log.error("worker(s) %s died; exiting so the service manager restarts edged", ", ".join(dead))
+                    code = 1
+                    break
+                monitor.check()  # pings the watchdog only while healthy
+        except Exception as exc:
+            # After the start, a failure is the crash-only kind: exit 1 (restarted), not 2 (a start refused).
+            log.error("edged's health loop failed (%s: %s); exiting so the service manager restarts edged",
+                      type(exc).__name__, exc)
+            code = 1
         monitor.stopping()
         self.shutdown()
         if monitor.reader is not None:
@@ -179,7 +190,7 @@ class Daemon:
             self.analyzer.stop()
         if self.retention is not None:
             self.retention.stop()
-        if self.writer is not None and self.writer.is_alive():
+        if self.writer is not None and self.writer.is_alive() and self.writer.storage_error is None:
             try:
                 self.writer.call(lambda db: None).result(timeout=30)
             except Exception as exc:  # a stuck disk: nothing more to do than report it
@@ -232,6 +243,17 @@ class Daemon:
         lines.append(f"  logs:     {log_destination()}")
         lines.append("  status:   edged status")
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _hold_for_storage(backpressure, paused: bool) -> None:
+    """The store writer cannot write (disk full, I/O error): sources stop reading and acking until it
+    can. (STATUS= says so through the service monitor, the page and /healthz through the web runtime.)"""
+    from edged.store.retention import Backpressure
+
+    if paused:
+        backpressure.hold(Backpressure.STORAGE_ERROR)
+    else:
+        backpressure.release(Backpressure.STORAGE_ERROR)
 
 
 ROW_WAL_BYTES = 4000  # write-ahead log a stored row may cost, indexes and page rounding included

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import tomli_w
 from edged import __version__
 from edged.backends.base import ModelUnavailable
 from edged.config import ConfigError, effective_config, load_config
+from edged.store.database import DatabaseDamaged, is_damage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     vacuum.add_argument("--auto-vacuum", choices=["none", "incremental"],
                         help="also switch SQLite's auto_vacuum mode; with incremental, edged gives space back"
                              " to the disk after each eviction by itself")
+    db_sub.add_parser("check", parents=[common], help="check the database file for damage (SQLite quick_check)")
+    db_sub.add_parser(
+        "recover", parents=[common],
+        help="copy what can be read from a damaged database into a new one; the damaged file is kept (stop edged first)",
+    )
     sub.add_parser("version", help="print the version")
     from edged.models.cli import add_model_parser
 
@@ -204,17 +211,25 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from edged.store.recover import check, recover
     from edged.store.vacuum import vacuum
 
     loaded = _load(args)
     path = loaded.settings.store.path
     if not path.exists():
         raise ConfigError(f"no database at {path}: edged has not run with this config yet")
+    if args.db_command == "check":
+        return check(path)
+    if args.db_command == "recover":
+        return recover(path)
     return vacuum(path, auto_vacuum=args.auto_vacuum)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from edged.preflight import check_before_start
+
     loaded = load_config(getattr(args, "config", None))
+    check_before_start(loaded)  # what run checks before it starts anything
     where = loaded.path or "embedded defaults (no config file found)"
     print(f"# effective configuration from {where}; secrets redacted")
     print(tomli_w.dumps(effective_config(loaded.settings)), end="")
@@ -223,8 +238,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edged.app import run_daemon
+    from edged.preflight import check_before_start
 
-    return run_daemon(_load(args))
+    loaded = _load(args)
+    check_before_start(loaded)  # the same checks as config check, before anything starts
+    return run_daemon(loaded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,5 +268,30 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailable as exc:
         print(f"edged: model unavailable:\n{exc}", file=sys.stderr)
         return 2
+    except DatabaseDamaged as exc:
+        print(f"edged: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if is_damage(exc):  # e.g. status or submit on a corrupt file
+            print(f"edged: {DatabaseDamaged(_db_path(args), str(exc))}", file=sys.stderr)
+            return 2
+        # Anything else that stops a command (a full disk, a file system gone read-only, a bug): one
+        # line that says what, exit 2 (systemd does not restart into the same failure), the
+        # traceback only in the debug log.
+        logging.getLogger("edged").debug("edged %s failed", args.command, exc_info=True)
+        print(f"edged: {args.command} failed: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _db_path(args: argparse.Namespace) -> Path | str:
+    try:
+        return load_config(getattr(args, "config", None)).settings.store.path
+    except Exception:
+        return "of this config"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no details"
+    return f"{type(exc).__name__}: {text}"[:1000]

@@ -39,6 +39,8 @@ class WriterView(Protocol):
     def failed_jobs(self) -> int: ...
     @property
     def last_commit_at(self) -> float | None: ...
+    @property
+    def storage_error(self) -> str | None: ...  # why the disk refuses writes (ingest paused); None when writing works
 
 
 class AnalyzerView(Protocol):

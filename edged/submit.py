@@ -14,12 +14,12 @@ import sqlite_utils
 from edged.ids import submitted_record_id
 from edged.priority import INCIDENT
 from edged.store.database import write_transaction
+from edged.store.limits import MAX_GIVEN_ID_CHARS, MAX_MACHINE_CHARS, bound_record
 from edged.store.records import NewRecord
 from edged.store.writer import WriteBatch
 
 INCIDENT_PRIORITY = INCIDENT  # incident reports are analyzed before log lines
-MAX_REPORT_CHARS = 20_000
-MAX_MACHINE_CHARS = 120
+MAX_REPORT_CHARS = 20_000  # what one person types; MQTT reports may be longer (store.limits)
 
 
 class Invalid(ValueError):
@@ -48,7 +48,13 @@ def incident_record(text: str, *, machine: str | None, via: str, given_id: str |
     text = text.strip()
     if not text:
         raise ValueError("an incident report needs some text")
-    return NewRecord(
+    if len(text) > MAX_REPORT_CHARS:
+        raise ValueError(f"the report is longer than {MAX_REPORT_CHARS} characters")
+    if given_id is not None and (len(given_id) > MAX_GIVEN_ID_CHARS or not given_id.strip()):
+        raise ValueError(f"the id must be 1 to {MAX_GIVEN_ID_CHARS} characters")
+    if machine is not None and len(machine) > MAX_MACHINE_CHARS:
+        raise ValueError(f"the machine name is longer than {MAX_MACHINE_CHARS} characters")
+    record, _ = bound_record(NewRecord(
         record_id=submitted_record_id(given_id),
         source=f"submit:{via}",
         machine=machine,
@@ -58,7 +64,8 @@ def incident_record(text: str, *, machine: str | None, via: str, given_id: str |
         origin=json.dumps({"via": via}),
         received_at=time.time(),
         priority=INCIDENT_PRIORITY,
-    )
+    ))
+    return record
 
 
 def store_incident(db: sqlite_utils.Database, record: NewRecord) -> bool:

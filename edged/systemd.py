@@ -196,6 +196,7 @@ class ServiceMonitor:
         self.clock = clock
         self.pings = 0
         self.problems: list[str] = []
+        self._storage_said: str | None = None  # the storage error STATUS= last told
         now = clock()
         self._next_ping = now
         self._next_status = now + status_interval_s
@@ -213,6 +214,16 @@ class ServiceMonitor:
         """Ping the watchdog if healthy and due; refresh STATUS= if due. Returns the problems found."""
         now = self.clock()
         busy = self.analyzer.busy_since if self.analyzer is not None else None
+        storage_error = self.writer.storage_error if self.writer is not None else None
+        if storage_error is not None:
+            # The analyzer waits for the writer, which waits for the disk: that is a pause, not a
+            # hang, and a restart would not free the disk. Say so and keep the watchdog fed.
+            busy = None
+            if storage_error != self._storage_said:
+                self.notifier.status(f"paused: the database cannot be written ({storage_error}); resumes by itself")
+        elif self._storage_said is not None:
+            self._next_status = now
+        self._storage_said = storage_error
         problems = health_problems(self.workers(), busy, self.stuck_after_s, now)
         if problems != self.problems:
             if problems:
@@ -226,7 +237,7 @@ class ServiceMonitor:
             self.notifier.watchdog()
             self.pings += 1
             self._next_ping = now + self.watchdog_s
-        if not problems and now >= self._next_status:
+        if not problems and storage_error is None and now >= self._next_status:
             self.notifier.status(self.status_text(now))
             self._next_status = now + self.status_interval_s
         return problems

@@ -314,7 +314,7 @@ def test_configured_password_file_wins_over_the_credential(tmp_path, monkeypatch
 
 def test_missing_password_file_names_key_and_file(tmp_path):
     missing = tmp_path / "no-such-password"
-    path = write_config(tmp_path, f'[mqtt]\nurl = "mqtt://broker"\npassword_file = "{missing}"\n')
+    path = write_config(tmp_path, f'[mqtt]\nurl = "mqtt://edged@broker"\npassword_file = "{missing}"\n')
     message = load_error(path)
     assert "[mqtt] password_file" in message
     assert str(path) in message

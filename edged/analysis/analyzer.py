@@ -8,12 +8,13 @@ the records are analyzed again, which gives the same results).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlite_utils
 
@@ -160,17 +161,24 @@ class Analyzer:
         ).result()
         if not claimed:
             return 0
-        self.busy_since = time.monotonic()
-        try:
+        with self._busy():
             outcome = self.pipeline.analyze(claimed, should_stop=self._stop.is_set)
             self.writer.call(lambda db: store_outcome(db, outcome, s.max_attempts, self.outbox)).result()
             if self.on_stored is not None:
                 self.on_stored()
-        finally:
-            self.busy_since = None
         self.analyzed += len(outcome.results)
         self.model_calls += outcome.model_calls
         return len(claimed)
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        """Mark model calls and training for the stuck-analyzer watchdog (edged.systemd): a batch,
+        a digest and a training each have to finish within ``stuck_after_s``."""
+        self.busy_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.busy_since = None
 
     def follow_labels(self, now: float | None = None) -> None:
         """Load a newly activated triage model and rebuild the example index when labels changed."""
@@ -190,7 +198,9 @@ class Analyzer:
         if not due(self.reader, self.triage):
             return False
         try:
-            report = learn(self.reader, lambda fn: self.writer.call(fn).result(), self.triage, list(self.settings.labels))
+            with self._busy():
+                report = learn(self.reader, lambda fn: self.writer.call(fn).result(), self.triage,
+                               list(self.settings.labels))
         except NotEnoughLabels as exc:
             log.info("automatic training skipped: %s", exc)
             return False
@@ -209,9 +219,10 @@ class Analyzer:
         if not interval or now < self._next_digest_check:
             return 0
         self._next_digest_check = now + min(interval, DIGEST_CHECK_S)
-        digests = make_digests(self.reader, self.backend, self.pipeline.specs[SUMMARIZE], interval)
-        if digests:
-            self.writer.call(lambda db: store_digests(db, digests, self.outbox)).result()
+        with self._busy():
+            digests = make_digests(self.reader, self.backend, self.pipeline.specs[SUMMARIZE], interval)
+            if digests:
+                self.writer.call(lambda db: store_digests(db, digests, self.outbox)).result()
             log.info("stored %d digests", len(digests))
         return len(digests)
 

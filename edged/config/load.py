@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
-from edged.config.settings import Settings
+from edged.config.rules import BROKER_CREDENTIALS, credential_file
+from edged.config.settings import CROSS_SECTION_ERROR, Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,9 +25,7 @@ else:  # pragma: no cover - Python 3.10 on Jetson
 
 DEFAULT_SEARCH = (Path("edged.toml"), Path("/etc/edged/edged.toml"))
 ENV_PREFIX = "EDGED_"
-MQTT_PASSWORD_CREDENTIAL = "mqtt_password"
-# Section -> the systemd credential (LoadCredential=NAME:FILE) that holds its broker password.
-BROKER_CREDENTIALS = {"mqtt": MQTT_PASSWORD_CREDENTIAL, "upstream": "upstream_password"}
+MQTT_PASSWORD_CREDENTIAL = BROKER_CREDENTIALS["mqtt"]
 WEB_TOKEN_CREDENTIAL = "web_token"  # LoadCredential=web_token:/etc/edged/web_token
 MIN_WEB_TOKEN_CHARS = 12
 
@@ -93,10 +92,17 @@ def _key_name(loc: tuple[Any, ...]) -> str:
 def _format_errors(exc: ValidationError, data: dict[str, Any], path: Path | None) -> str:
     lines = []
     for err in exc.errors():
+        if err["type"] == CROSS_SECTION_ERROR:
+            for loc, message in err["ctx"]["problems"]:
+                lines.append(f"{_origin(loc, data, path)}: {_key_name(loc)}: {message}")
+            continue
         loc = tuple(err["loc"])
         origin = _origin(loc, data, path)
         if err["type"] == "extra_forbidden":
             lines.append(f"{origin}: unknown key {_key_name(loc)}")
+        elif err["type"] == "union_tag_invalid":  # [backend] type = "nope"
+            ctx = err.get("ctx", {})
+            lines.append(f"{origin}: [{loc[0]}] type: unknown type {ctx.get('tag')!r}; one of {ctx.get('expected_tags')}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{origin}: {_key_name(loc)}: {msg}")
@@ -140,12 +146,10 @@ def _resolve_secrets(settings: Settings, path: Path | None) -> None:
         secret_file = broker.password_file
         origin = _origin((section_name, "password_file"), {}, path)
         if secret_file is None:
-            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-            if cred_dir and (Path(cred_dir) / credential).is_file():
-                secret_file = Path(cred_dir) / credential
-                origin = f"systemd credential {credential}"
-            else:
+            secret_file = credential_file(credential)
+            if secret_file is None:
                 continue
+            origin = f"systemd credential {credential}"
         try:
             broker.password = SecretStr(secret_file.read_text().rstrip("\r\n"))
         except OSError as exc:

@@ -12,13 +12,16 @@ import re
 import socket
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edged.backends import DEFAULT_BACKEND, BackendConfig, default_config
 from edged.models.resolve import ModelSettings
+from edged.config.broker_url import parse_broker_url
+from edged.config.rules import cross_section_problems
+
+CROSS_SECTION_ERROR = "cross_section"  # the error type of Settings' own validator (see load._format_errors)
 
 
 def state_dir() -> Path:
@@ -130,17 +133,7 @@ class BrokerSettings(Section):
     def _check_url(cls, value: str | None) -> str | None:
         if not value:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError("must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError("has no host")
-        try:
-            parts.port
-        except ValueError:
-            raise ValueError("has an invalid port") from None
-        if parts.password:
-            raise ValueError("must not contain a password; use password_file or a credential")
+        parse_broker_url(value)  # the parser the connections use: what validates here, connects there
         return value
 
 
@@ -375,6 +368,16 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> "Settings":
+        """Every rule that spans keys or sections (edged.config.rules), so that ``config check``
+        refuses exactly what ``run`` would."""
+        problems = cross_section_problems(self)
+        if problems:
+            text = "; ".join(f"[{section}] {key}: {message}" for (section, key), message in problems)
+            raise PydanticCustomError(CROSS_SECTION_ERROR, "{text}", {"text": text, "problems": problems})
+        return self
 
     @field_validator("backend", mode="before")
     @classmethod

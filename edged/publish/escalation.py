@@ -42,7 +42,7 @@ class Rejected(ValueError):
 def parse_reply(payload: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise Rejected(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise Rejected("not a JSON object")

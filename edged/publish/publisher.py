@@ -86,8 +86,6 @@ class Publisher:
         self.writer = writer
         self.reader = reader
         self.address: BrokerAddress = parse_broker_url(settings.url)
-        if settings.password is not None and self.address.username is None:
-            raise ValueError("[upstream] password is set but [upstream] url names no user (mqtts://user@host)")
         self.status_topic = status_topic(settings)
         # [upstream] escalation: replies to escalated results, on the response topic.
         self.response_topic = response_topic(settings) if settings.escalation else None

@@ -35,12 +35,68 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite_utils.Databas
     return sqlite_utils.Database(conn)
 
 
-def open_database(path: Path | str) -> sqlite_utils.Database:
-    """Open (creating if needed) the state database and bring its schema up to date."""
+class DatabaseDamaged(Exception):
+    """The database file is corrupt or truncated; the message names it and says what to do."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        self.detail = detail
+        super().__init__(
+            f"the database {self.path} is damaged ({detail}).\n"
+            f"    Stop edged, then run `edged db recover` ({RECOVER_HINT}),"
+            f" or move {self.path.name} (with its -wal and -shm files) aside to start with an empty one."
+        )
+
+
+RECOVER_HINT = "it copies what can still be read into a new file and keeps the damaged one beside it"
+# SQLite's primary result codes for a damaged file (sqlite3.h): SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGED_CODES = (11, 26)
+_DAMAGED_WORDS = ("malformed", "not a database", "corrupt")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an sqlite3 error says the file itself is damaged (not locked, not full, not missing)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _DAMAGED_CODES
+    return any(word in str(exc).lower() for word in _DAMAGED_WORDS)
+
+
+def quick_check(db: sqlite_utils.Database, limit: int = 10) -> list[str]:
+    """SQLite's PRAGMA quick_check (the b-trees and their pages, not the indexes' contents): the
+    problems it finds, an empty list for a sound file. Reads every page once."""
+    rows = [row[0] for row in db.execute(f"PRAGMA quick_check({int(limit)})").fetchall()]
+    return [] if rows == ["ok"] else rows
+
+
+def open_database(path: Path | str, *, check: bool = False) -> sqlite_utils.Database:
+    """Open (creating if needed) the state database and bring its schema up to date.
+
+    With ``check`` (the daemon, at start) an existing file is checked first (``quick_check``): a
+    damaged one raises ``DatabaseDamaged`` instead of failing later, somewhere, with a raw error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = connect(path)
-    applied = apply_migrations(db)
+    existed = path.exists() and path.stat().st_size > 0
+    db = None
+    try:
+        db = connect(path)
+        if check and existed:
+            problems = quick_check(db)
+            if problems:
+                raise DatabaseDamaged(path, "; ".join(problems[:3]))
+        applied = apply_migrations(db)
+    except sqlite3.DatabaseError as exc:
+        if db is not None:
+            db.close()
+        if is_damage(exc):
+            raise DatabaseDamaged(path, str(exc)) from None
+        raise
+    except DatabaseDamaged:
+        if db is not None:
+            db.close()
+        raise
     if applied:
         log.info("database %s migrated to version %d", path, applied[-1])
     return db

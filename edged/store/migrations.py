@@ -287,3 +287,10 @@ def create_learning_tables(db: sqlite_utils.Database) -> None:
     # Which path classified a result: the triage classifier (no model call) or the language model.
     db.execute("ALTER TABLE results ADD COLUMN classified_by TEXT")
     db.execute("ALTER TABLE results ADD COLUMN triage_version INTEGER")
+
+
+@migration(10)
+def add_file_marks(db: sqlite_utils.Database) -> None:
+    # A checksum of the bytes just before a file's stored offset (edged.sources.files.identity): a file
+    # rewritten in place, or recreated on a reused inode, is told apart even when its beginning is the same.
+    db.execute("ALTER TABLE file_positions ADD COLUMN mark TEXT")

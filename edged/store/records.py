@@ -10,6 +10,7 @@ from edged.priority import alert_priority_sql
 FLAG_TRUNCATED = "truncated"  # longer than the configured maximum; the rest was dropped
 FLAG_INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8 were replaced with U+FFFD
 FLAG_NO_NEWLINE = "no_newline"  # a last line flushed after the partial-line timeout
+FLAG_BOUNDED = "bounded"  # a field was cut or cleaned of NUL to fit edged.store.limits
 
 KINDS = ("log", "incident")
 STATUSES = ("pending", "leased", "done", "parked")
@@ -44,6 +45,7 @@ class FilePosition(NamedTuple):
     reason: str | None
     first_seen: float
     updated_at: float
+    mark: str | None = None  # checksum of the bytes just before ``offset`` (edged.sources.files.identity)
 
 
 class Rejected(NamedTuple):
@@ -84,8 +86,8 @@ INSERT_RECORDS_MANY = (
 )
 UPSERT_POSITION = (
     "INSERT OR REPLACE INTO file_positions"
-    " (file_key, source, path, dev, ino, fp_len, fp_hash, offset, state, reason, first_seen, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " (file_key, source, path, dev, ino, fp_len, fp_hash, offset, state, reason, first_seen, updated_at, mark)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_REJECTED = (
     "INSERT OR IGNORE INTO rejected (input_id, source, reason, detail, size, sample, received_at)"

@@ -75,7 +75,8 @@ class Backpressure:
 
     BACKLOG = "backlog"
     STORAGE_FULL = "storage_full"
-    REASONS = (BACKLOG, STORAGE_FULL)
+    STORAGE_ERROR = "storage_error"  # the disk is full or failing: held and released by the store writer
+    REASONS = (BACKLOG, STORAGE_FULL)  # the ones recorded as gauges in the database
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

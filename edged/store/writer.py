@@ -13,6 +13,7 @@ The queue is bounded in rows: a source that produces faster than the disk accept
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import sqlite3
 import threading
@@ -128,6 +129,30 @@ class WriterStopped(RuntimeError):
     pass
 
 
+STORAGE_RETRY_MIN_S = 0.5
+STORAGE_RETRY_MAX_S = 5.0
+# SQLite's primary result codes (sqlite3.h) for a disk that is full, failing, read-only or locked by
+# another process: the same transaction can work later, so it is retried rather than failed.
+_STORAGE_CODES = {5: "busy", 6: "locked", 8: "read-only", 10: "I/O error", 13: "disk full", 14: "cannot open"}
+_STORAGE_WORDS = ("disk is full", "disk i/o error", "readonly database", "database is locked", "unable to open")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether a failed write was the disk's fault (full, I/O error, read-only, locked), not the job's."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT)
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _STORAGE_CODES
+    return any(word in str(exc).lower() for word in _STORAGE_WORDS)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 class StoreWriter:
     """Owns the only write connection of the daemon. Start with ``start()``, end with ``stop()``."""
 
@@ -152,6 +177,13 @@ class StoreWriter:
         self.duplicates = 0
         self.failed_jobs = 0
         self.last_commit_at: float | None = None
+        # Set while the disk is full or failing (see _retry_until_stored); for /healthz, the page, STATUS=.
+        self.storage_error: str | None = None
+        self.storage_error_since: float | None = None
+        self.storage_pauses = 0
+        self.storage_retries = 0
+        # Called from the writer thread with True when a write fails for the disk, False when it works again.
+        self.on_storage_error: Callable[[bool], None] | None = None
 
     # -- producers -------------------------------------------------------------------------
     def submit(self, batch: WriteBatch, *, wait_for_room: bool = True, timeout: float | None = None) -> Future:
@@ -229,11 +261,73 @@ class StoreWriter:
             try:
                 with write_transaction(self.db):
                     results = [job.apply(self.db) for job in jobs]
-            except Exception:
+            except Exception as exc:
+                if is_storage_error(exc):
+                    self._retry_until_stored(jobs, exc)
+                    continue
                 log.exception("batch of %d jobs failed; retrying them one by one", len(jobs))
                 self._apply_one_by_one(jobs)
                 continue
             self._committed(jobs, results)
+
+    def _retry_until_stored(self, jobs: list[_Job], exc: Exception) -> None:
+        """The disk is full or failing: keep the jobs, pause, and try the same transaction again.
+
+        Nothing is acknowledged meanwhile (acks run after a commit), the sources are held through
+        ``on_storage_error``, and the daemon stays up: it resumes by itself once a write works. At
+        stop the jobs fail instead; their inputs were never acknowledged, so they come again."""
+        self._storage_paused(exc)
+        delay = STORAGE_RETRY_MIN_S
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                self._cond.wait(delay)
+                if self._stopping:
+                    break
+            try:
+                with write_transaction(self.db):
+                    results = [job.apply(self.db) for job in jobs]
+            except Exception as again:
+                if is_storage_error(again):
+                    self.storage_retries += 1
+                    self.storage_error = _describe(again)
+                    delay = min(delay * 2, STORAGE_RETRY_MAX_S)
+                    continue
+                self._storage_resumed()
+                log.exception("batch of %d jobs failed; retrying them one by one", len(jobs))
+                self._apply_one_by_one(jobs)
+                return
+            self._storage_resumed()
+            self._committed(jobs, results)
+            return
+        log.error("stopping while the database cannot be written: %d jobs not stored (their inputs were not"
+                  " acknowledged and come again)", len(jobs))
+        for job in jobs:
+            self.failed_jobs += 1
+            job.future.set_exception(WriterStopped(f"not stored: {self.storage_error}"))
+
+    def _storage_paused(self, exc: Exception) -> None:
+        self.storage_error = _describe(exc)
+        self.storage_error_since = time.time()
+        self.storage_pauses += 1
+        log.error("cannot write the database (%s): ingest is paused and resumes by itself when writing works",
+                  self.storage_error)
+        self._tell_storage(True)
+
+    def _storage_resumed(self) -> None:
+        log.warning("the database can be written again after %.0f s; ingest resumes",
+                    time.time() - (self.storage_error_since or time.time()))
+        self.storage_error = None
+        self.storage_error_since = None
+        self._tell_storage(False)
+
+    def _tell_storage(self, paused: bool) -> None:
+        if self.on_storage_error is not None:
+            try:
+                self.on_storage_error(paused)
+            except Exception:
+                log.exception("storage error listener failed")
 
     def _apply_one_by_one(self, jobs: list[_Job]) -> None:
         """Isolate the job that broke a batch so the others still land."""

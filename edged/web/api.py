@@ -124,9 +124,13 @@ class Api:
                 queries.store_answers(db)
         except Exception as exc:  # any failure to read is a failed check
             store_error = str(exc) or type(exc).__name__
-        ok = not dead and store_error is None
+        # The disk is full or failing: edged is up but stores nothing (ingest paused until writing works).
+        write_error = self.runtime.storage_error()
+        ok = not dead and store_error is None and write_error is None
         doc: dict[str, Any] = {"status": "ok" if ok else "unavailable", "workers": workers,
                                "store": "ok" if store_error is None else store_error}
+        if write_error is not None:
+            doc["store"] = f"paused: cannot write ({write_error})"
         if dead:
             doc["dead"] = dead
         return as_json(doc, 200 if ok else 503)

@@ -15,7 +15,8 @@ local client, and a page from anywhere can make a browser send a form to 127.0.0
   another site is refused as well.
 - JSON API: ``Authorization: Bearer <token>`` on every change, and nothing else: no cookie is
   accepted there, so a browser can never be made to send an API change on its own (no CSRF).
-- Failed logins are limited per client address, so the token can't be guessed by trying.
+- Failed logins are limited per client address, so the token can't be guessed by trying; the right
+  token always works, so one address's wrong tries lock out nobody else behind it.
 - While the page listens on loopback only, it answers only requests addressed to a loopback name
   (routes.dispatch), so a web site that makes its name resolve to 127.0.0.1 can't read it either.
 - The cookie has no ``Secure`` flag: the page is plain HTTP on the plant network. Where that network
@@ -43,6 +44,7 @@ SESSION_S = 12 * 3600  # one shift
 MAX_SESSIONS = 256
 LOGIN_FAILURES_ALLOWED = 10  # per client address ...
 LOGIN_FAILURE_WINDOW_S = 60.0  # ... in this many seconds
+LOCKED_DELAY_S = 1.0  # every login attempt from an address over the limit waits this long
 MIN_TOKEN_CHARS = 12
 # Easy to read and type on a tablet: no 0/o, 1/l/i. 20 characters = 99 bits.
 TOKEN_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -133,15 +135,24 @@ class Auth:
 
     # -- browser sessions ------------------------------------------------------------------------
     def login(self, given: str | None, client: str) -> Session | None:
-        """A new session when the token matches; None when not. Raises TooManyAttempts."""
+        """A new session when the token matches; None when not. Raises TooManyAttempts for a wrong
+        token from an address over its limit of failures.
+
+        The right token always works: everyone behind one proxy or NAT shares an address, and one
+        person's typos (or someone's guessing) must not lock the others out. Guessing stays slow:
+        every attempt from an address over its limit is answered only after ``LOCKED_DELAY_S``, and
+        the web server lets one address hold only a few connections (edged.web.server)."""
         now = time.monotonic()
         with self._lock:
             failures = self._failures.get(client)
             while failures and now - failures[0] > LOGIN_FAILURE_WINDOW_S:
                 failures.popleft()
-            if failures and len(failures) >= LOGIN_FAILURES_ALLOWED:
-                raise TooManyAttempts()
+            locked = bool(failures) and len(failures) >= LOGIN_FAILURES_ALLOWED
+        if locked:
+            time.sleep(LOCKED_DELAY_S)
         if not self.token_matches(given):
+            if locked:
+                raise TooManyAttempts()
             with self._lock:
                 if len(self._failures) > 1000:  # many addresses: forget the quiet ones
                     self._failures = {k: v for k, v in self._failures.items() if v and now - v[-1] < 60}

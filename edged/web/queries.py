@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import queue
 import re
 import time
@@ -78,16 +79,20 @@ def parse_since(value: str, now: float | None = None) -> float | None:
     if not value:
         return None
     now = time.time() if now is None else now
+    refused = ValueError(f"since: {value!r} is not 15m, 1h, 24h, 7d, a Unix time or an ISO date")
     if match := _AGO.match(value):
-        return now - float(match.group(1)) * _AGO_SECONDS[match.group(2)]
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return dt.datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise ValueError(f"since: {value!r} is not 15m, 1h, 24h, 7d, a Unix time or an ISO date") from None
+        since = now - float(match.group(1)) * _AGO_SECONDS[match.group(2)]
+    else:
+        try:
+            since = float(value)
+        except ValueError:
+            try:
+                since = dt.datetime.fromisoformat(value).timestamp()
+            except (ValueError, OverflowError, OSError):
+                raise refused from None
+    if not math.isfinite(since):  # 1e999, inf, nan: no time, and JSON has no way to write them
+        raise refused
+    return since
 
 
 @dataclass

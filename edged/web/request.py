@@ -67,6 +67,8 @@ class Request:
             doc = json.loads(self.body)
         except ValueError as exc:
             raise BadRequest(f"invalid JSON: {exc}") from None
+        except RecursionError:  # nested deeper than the interpreter's stack: refused like any bad JSON
+            raise BadRequest("invalid JSON: nested too deeply") from None
         if not isinstance(doc, dict):
             raise BadRequest("expected a JSON object")
         return doc

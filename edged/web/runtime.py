@@ -154,6 +154,11 @@ class Runtime:
             "placement": backend.placement(),
         }
 
+    def storage_error(self) -> str | None:
+        """Why the store writer cannot write right now (disk full, I/O error), or None."""
+        writer = self.writer
+        return writer.storage_error if writer is not None else None
+
     def analyzer_busy_s(self) -> float | None:
         analyzer = self.analyzer
         since = analyzer.busy_since if analyzer is not None else None
@@ -180,6 +185,7 @@ class Runtime:
                 "commits": writer.commits,
                 "failed_jobs": writer.failed_jobs,
                 "last_commit_at": writer.last_commit_at,
+                "storage_error": writer.storage_error,
             },
             "files_followed": files.files_followed if files is not None else None,
         }

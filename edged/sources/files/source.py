@@ -24,7 +24,7 @@ from watchdog.observers import Observer
 
 from edged.config.settings import LogsSettings
 from edged.sources.files.discovery import expand, find_inode, is_rotation_of, watch_root
-from edged.sources.files.identity import Fingerprint, check_fingerprint, looks_binary, take_fingerprint
+from edged.sources.files.identity import Fingerprint, check_fingerprint, looks_binary, mark_holds, take_fingerprint
 from edged.sources.files.tailer import ACTIVE, DONE, DRAINING, SKIPPED, Tailer, new_file_key
 from edged.store.records import SAMPLE_BYTES, FilePosition, Rejected
 from edged.store.writer import StoreWriter, WriteBatch
@@ -74,6 +74,7 @@ class FileSource:
         # Files read to their end: inode -> (size, mtime) then, so a rescan does not reopen them.
         self._finished: dict[tuple[int, int], tuple[int, int]] = {}
         self._watched: set[str] = set()
+        self._unreadable: set[tuple[str, int | None]] = set()  # (path, errno) already warned about
         self._observer: Observer | None = None
         self._wake = threading.Event()
         self._scan_due = True
@@ -184,6 +185,7 @@ class FileSource:
                 file_key=row.file_key,
                 state=ACTIVE if path == row.path and row.state == ACTIVE else DRAINING,
                 first_seen=row.first_seen,
+                mark=row.mark,  # the first poll checks it: a file rewritten while edged was down starts over
             )
             tailer.saved_offset = row.offset
             log.info("%s: resuming at byte %d", path, row.offset)
@@ -191,7 +193,7 @@ class FileSource:
     def _locate(self, row: FilePosition) -> tuple[int, str] | None:
         """Open the file a stored position belongs to: at its path, or renamed in its directory."""
         try:
-            fd = os.open(row.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(row.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) == (row.dev, row.ino):
                 return fd, row.path  # a rewrite in place is caught by the first poll (fingerprint)
@@ -202,7 +204,7 @@ class FileSource:
         if moved is None:
             return None
         try:
-            fd = os.open(moved, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(moved, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             return None
         st = os.fstat(fd)
@@ -270,11 +272,17 @@ class FileSource:
 
     def _open_new(self, path: str, stream: str, at_end: bool) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO put there must not block us
         except OSError as exc:
-            self._counters["files.unreadable"] += 1
-            log.warning("%s: cannot open (%s); will retry at the next scan", path, exc.strerror)
+            # Said (and counted) once per file and error: every scan and file event retries it.
+            seen = (path, exc.errno)
+            if seen not in self._unreadable:
+                self._unreadable.add(seen)
+                self._counters["files.unreadable"] += 1
+                log.warning("%s: cannot open (%s); retrying at each scan, silently", path, exc.strerror)
             return
+        if self._unreadable:
+            self._unreadable = {seen for seen in self._unreadable if seen[0] != path}
         st = os.fstat(fd)
         fingerprint = take_fingerprint(fd, st.st_size)
         source = f"file:{stream}"
@@ -299,6 +307,7 @@ class FileSource:
                 file_key=prior.file_key,
                 state=ACTIVE if prior.source == f"file:{path}" else DRAINING,
                 first_seen=prior.first_seen,
+                mark=prior.mark,
             )
             log.info("%s: continues %s at byte %d", path, prior.path, prior.offset)
             return
@@ -344,7 +353,7 @@ class FileSource:
             same_inode = (row.dev, row.ino) == (st.st_dev, st.st_ino)
             if (same_inode or row.reason == "truncated") and check_fingerprint(
                 fd, st.st_size, Fingerprint(row.fp_len, row.fp_hash)
-            ):
+            ) and mark_holds(fd, row.offset, row.mark):
                 return row
         return None
 
@@ -404,6 +413,9 @@ class FileSource:
                 t.state = DONE
             if pieces:
                 records += t.records(pieces, received_at)
+                if t.nul_records:
+                    self._counters["files.nul_replaced"] += t.nul_records
+                    t.nul_records = 0
             if t.state == DONE or t.offset != t.saved_offset:
                 self._positions[t.file_key] = t.position()
                 t.saved_offset = t.offset

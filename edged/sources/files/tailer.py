@@ -14,8 +14,9 @@ import secrets
 import time
 
 from edged.ids import file_record_id
-from edged.sources.files.identity import Fingerprint, check_fingerprint
+from edged.sources.files.identity import Fingerprint, check_fingerprint, mark_holds, mark_of_chunk, take_mark
 from edged.sources.files.lines import LineAssembler, Piece
+from edged.store.limits import NUL, REPLACEMENT, bound_name
 from edged.store.records import FilePosition
 
 ACTIVE = "active"  # the file its path names
@@ -51,6 +52,7 @@ class Tailer:
         state: str,
         first_seen: float,
         machine: str | None,
+        mark: str | None = None,
         max_bytes: int,
         multiline_start: re.Pattern[str] | None,
     ) -> None:
@@ -63,9 +65,14 @@ class Tailer:
         self.state = state
         self.reason: str | None = None
         self.first_seen = first_seen
-        self.machine = machine
+        self.machine, _ = bound_name(machine)
+        self.has_nul = False  # NUL bytes were read: records() replaces them (edged.store.limits)
+        self.nul_records = 0  # records whose NULs were replaced, for the files.nul_replaced counter
         self.assembler = LineAssembler(offset, max_bytes=max_bytes, multiline_start=multiline_start)
         self.saved_offset = offset  # last offset handed to the store
+        # The bytes just before the read offset, checked when the file changes (see identity.py).
+        self.read_mark: tuple[int, str | None] = (offset, mark)
+        self.safe_mark = self.read_mark  # the same at the offset stored with the position
         self.last_data_at = time.monotonic()
         self.last_size = -1
         self.last_mtime = 0.0
@@ -74,11 +81,23 @@ class Tailer:
     # -- reading ------------------------------------------------------------------------------
     def read_chunk(self, max_bytes: int) -> tuple[list[Piece], bool]:
         """Read up to ``max_bytes`` new bytes. Returns the completed pieces and whether more is waiting."""
-        data = os.pread(self.fd, max_bytes, self.assembler.read_offset)
+        start = self.assembler.read_offset
+        data = os.pread(self.fd, max_bytes, start)
         if not data:
             return [], False
         self.last_data_at = time.monotonic()
-        return self.assembler.feed(data), len(data) == max_bytes
+        if b"\0" in data:  # one scan per chunk; the rare file with NULs pays for cleaning its lines
+            self.has_nul = True
+        pieces = self.assembler.feed(data)
+        end = start + len(data)
+        self.read_mark = (end, mark_of_chunk(self.fd, end, data))
+        # Marks are taken from the bytes as they were read: a file changed later must not change them.
+        safe = self.assembler.safe_offset
+        if safe == end:
+            self.safe_mark = self.read_mark
+        elif safe != self.safe_mark[0]:
+            self.safe_mark = (safe, take_mark(self.fd, safe))
+        return pieces, len(data) == max_bytes
 
     def flush_idle(self, now: float, partial_timeout: float, multiline_timeout: float) -> list[Piece]:
         """Records that waited long enough: a last line without newline, a multiline record."""
@@ -93,6 +112,8 @@ class Tailer:
     def records(self, pieces: list[Piece], received_at: float) -> list[tuple]:
         """Inbox rows (NewRecord column order) for pieces of this file."""
         key, source, machine, path = self.file_key, self.source, self.machine, self.path
+        if self.has_nul:
+            pieces = self._without_nul(pieces)
         if self._id_prefix[0] != key:
             self._id_prefix = (key, _record_id_prefix(key))
         prefix = self._id_prefix[1]
@@ -105,6 +126,15 @@ class Tailer:
             (file_record_id(key, p.start), source, machine, "log", p.text, p.flags, path, received_at, 0)
             for p in pieces
         ]
+
+    def _without_nul(self, pieces: list[Piece]) -> list[Piece]:
+        out = []
+        for p in pieces:
+            if NUL in p.text:
+                self.nul_records += 1
+                p = p._replace(text=p.text.replace(NUL, REPLACEMENT))
+            out.append(p)
+        return out
 
     # -- state ----------------------------------------------------------------------------------
     @property
@@ -125,7 +155,14 @@ class Tailer:
             self.reason,
             self.first_seen,
             time.time(),
+            self._mark_at(self.offset),
         )
+
+    def _mark_at(self, offset: int) -> str | None:
+        for at, mark in (self.safe_mark, self.read_mark):
+            if at == offset:
+                return mark
+        return take_mark(self.fd, offset)
 
     def still_same_file(self) -> str | None:
         """None while the open file is still the one we follow; else why not ('truncated')."""
@@ -138,6 +175,8 @@ class Tailer:
         fp = check_fingerprint(self.fd, st.st_size, self.fingerprint)
         if fp is None:
             return "truncated"  # rewritten from the start (copytruncate, then new lines)
+        if not mark_holds(self.fd, *self.read_mark):
+            return "truncated"  # rewritten after an unchanged beginning (same banner, same inode)
         self.fingerprint = fp
         return None
 

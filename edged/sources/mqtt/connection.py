@@ -18,48 +18,18 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from edged.config.broker_url import BrokerAddress, parse_broker_url
 from edged.config.settings import BrokerSettings
 
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+__all__ = ["BrokerAddress", "ExponentialBackoff", "NetworkLoop", "make_client", "parse_broker_url"]
+
 POLL_S = 0.5  # longest select wait; keepalive and stop are checked at least this often
 DISCONNECT_FLUSH_S = 2.0
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None
-    tls: bool
-
-    def __str__(self) -> str:
-        # Safe to log: the URL validator forbids passwords in it, and we never print settings.password.
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user@]host[:port]`` or ``mqtts://...``; the port defaults to 1883 / 8883."""
-    parts = urlsplit(url)
-    if parts.scheme not in DEFAULT_PORTS:
-        raise ValueError(f"broker URL must start with mqtt:// or mqtts://, got {parts.scheme or 'no'} scheme")
-    if not parts.hostname:
-        raise ValueError("broker URL has no host")
-    if parts.password:
-        raise ValueError("broker URL must not contain a password")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=parts.port or DEFAULT_PORTS[parts.scheme],
-        username=unquote(parts.username) if parts.username else None,
-        tls=parts.scheme == "mqtts",
-    )
 
 
 def make_client(
@@ -84,10 +54,9 @@ def make_client(
     )
     client.enable_logger(logging.getLogger(f"{__name__}.paho"))
     password = settings.password.get_secret_value() if settings.password is not None else None
+    # A password without a user in the URL never gets here: the settings refuse it (edged.config.rules).
     if address.username is not None:
         client.username_pw_set(address.username, password)
-    elif password is not None:
-        raise ValueError("[mqtt] password is set but [mqtt] url names no user (mqtt://user@host)")
     if address.tls:
         # ca_certs=None makes paho load the system CAs.
         client.tls_set(

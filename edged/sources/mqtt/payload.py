@@ -18,7 +18,8 @@ from paho.mqtt.client import topic_matches_sub
 from edged.config.settings import MqttSettings
 from edged.ids import mqtt_record_id
 from edged.priority import INCIDENT, ROUTINE
-from edged.store.records import FLAG_INVALID_UTF8, FLAG_TRUNCATED, KINDS, SAMPLE_BYTES, NewRecord, Rejected
+from edged.store.limits import MAX_GIVEN_ID_CHARS, bound_record, bound_rejected
+from edged.store.records import FLAG_BOUNDED, FLAG_INVALID_UTF8, FLAG_TRUNCATED, KINDS, SAMPLE_BYTES, NewRecord, Rejected
 
 INCIDENT_PRIORITY = INCIDENT
 LOG_PRIORITY = ROUTINE
@@ -56,7 +57,9 @@ class _Fields:
 
 
 def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_at: float) -> NewRecord | Rejected:
-    """The record for one message, or why there is none. Never raises for any payload."""
+    """The record for one message, or why there is none. Never raises for any payload.
+
+    The record's fields are within edged.store.limits; ``FLAG_BOUNDED`` says one had to be cut."""
     payload = bytes(payload)
     try:
         fields = _read_payload(payload)
@@ -64,7 +67,7 @@ def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_a
         if not text.strip():
             raise _Reject("empty text")
     except _Reject as rej:
-        return Rejected(
+        return bound_rejected(Rejected(
             input_id=mqtt_record_id(topic, payload),
             source=f"mqtt:{topic}",
             reason=rej.reason,
@@ -72,7 +75,7 @@ def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_a
             size=len(payload),
             sample=payload[:SAMPLE_BYTES],
             received_at=received_at,
-        )
+        ))
 
     flags = fields.flags
     text, truncated = _truncate(text, settings.max_payload_bytes)
@@ -85,7 +88,7 @@ def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_a
     origin: dict[str, Any] = {"topic": topic}
     if fields.ts is not None:
         origin["ts"] = fields.ts
-    return NewRecord(
+    record, bounded = bound_record(NewRecord(
         record_id=mqtt_record_id(topic, payload, fields.message_id),
         source=f"mqtt:{topic}",
         machine=machine,
@@ -95,7 +98,10 @@ def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_a
         origin=_SURROGATE.sub("\ufffd", json.dumps(origin, ensure_ascii=False, separators=(",", ":"))),
         received_at=received_at,
         priority=INCIDENT_PRIORITY if kind == "incident" else LOG_PRIORITY,  # alerts: raised by the store
-    )
+    ))
+    if bounded:
+        record = record._replace(flags=" ".join(flags + [FLAG_BOUNDED]))
+    return record
 
 
 def _read_payload(payload: bytes) -> _Fields:
@@ -119,6 +125,8 @@ def _read_json(payload: bytes) -> _Fields:
         doc = json.loads(payload)
     except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for JSON that is not UTF-8
         raise _Reject("malformed JSON", str(exc)) from None
+    except RecursionError:  # nested deeper than the interpreter's stack allows: not a log message
+        raise _Reject("malformed JSON", "nested too deeply") from None
     if not isinstance(doc, dict):
         raise _Reject("JSON payload is not an object", f"got a JSON {type(doc).__name__}")
     text = doc.get("text")
@@ -146,7 +154,11 @@ def _read_json(payload: bytes) -> _Fields:
     if message_id is not None:
         if isinstance(message_id, bool) or not isinstance(message_id, (str, int)):
             raise _Reject("invalid id", f"'id' must be a string or an integer, got {message_id!r:.100}")
-        fields.message_id = str(message_id)
+        message_id = str(message_id)
+        if len(message_id) > MAX_GIVEN_ID_CHARS:
+            raise _Reject("invalid id", f"'id' is longer than {MAX_GIVEN_ID_CHARS} characters")
+        # An empty id names nothing: treating it as an id would make every such message one record.
+        fields.message_id = message_id if message_id.strip() else None
     ts = doc.get("ts")
     if isinstance(ts, str):
         fields.ts = ts[:_MAX_TS_CHARS]

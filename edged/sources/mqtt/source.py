@@ -36,7 +36,7 @@ from edged.sources.mqtt.connection import (
     parse_broker_url,
 )
 from edged.sources.mqtt.payload import parse_message
-from edged.store.records import SAMPLE_BYTES, Rejected
+from edged.store.records import FLAG_BOUNDED, SAMPLE_BYTES, Rejected
 from edged.store.writer import BatchResult, StoreWriter, WriteBatch, WriterStopped
 
 if TYPE_CHECKING:
@@ -198,7 +198,8 @@ class MqttSource:
             self.rejected += 1
             batch = WriteBatch(rejected=[item], source_type="mqtt")
         else:
-            batch = WriteBatch(records=[item], source_type="mqtt")
+            bounded = FLAG_BOUNDED in item.flags.split()
+            batch = WriteBatch(records=[item], source_type="mqtt", counters={"fields.bounded": 1} if bounded else {})
         if msg.qos > 0:
             loop = self._loop
             assert loop is not None

@@ -17,6 +17,10 @@ def attention(status: dict[str, Any], runtime: Runtime, store_error: str | None)
     items: list[tuple[str, str]] = []
     if store_error:
         items.append(("bad", f"the database does not answer: {store_error}"))
+    write_error = runtime.storage_error()
+    if write_error:
+        items.append(("bad", f"the database cannot be written ({write_error}): reading logs and MQTT is paused"
+                             " and resumes by itself when writing works again"))
     dead = [name for name, alive in runtime.workers().items() if not alive]
     if dead:
         items.append(("bad", f"stopped: {', '.join(dead)} (edged restarts itself under systemd)"))
