@@ -27,6 +27,8 @@ class Claimed:
     attempts: int  # including this claim
     received_at: float
     priority: int
+    header: dict[str, str] | None = None  # parsed header fields (format, time, level, host, component, pid), raw text
+    message: str | None = None  # the line after its header; None when no header was parsed (use text)
 
 
 @dataclass
