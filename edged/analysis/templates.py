@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = "templates"  # the miner_state row (the earlier drain3 state, "drain", is not read)
 WILD = "<*>"
-DEFAULT_SIM_TH = 0.5
+DEFAULT_SIBLINGS = 3
 
 # A token is cut at these characters; a piece holding a digit is a variable part (uid=0 -> uid=<*>).
 _PIECES = re.compile(r"([\s,;:=()\[\]{}<>\"'|]+)")
@@ -46,7 +46,18 @@ def _mask_piece(piece: str) -> str:
     return WILD + unit.group(1) if unit else WILD
 
 
+_DATE_WORDS = frozenset(
+    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec Mon Tue Wed Thu Fri Sat Sun".split()
+)
+_ASSIGNMENT = re.compile(r"^([\w.-]+[=])(?!=)(.+)$")  # key=value: the value is a variable part
+
+
 def mask_token(token: str) -> str:
+    if token in _DATE_WORDS:  # a date inside a message (the header's was split off)
+        return WILD
+    m = _ASSIGNMENT.match(token)
+    if m:
+        return m.group(1) + WILD
     if token == WILD or not (_DIGIT.search(token) or _HEXLIKE.match(token)):
         return token
     parts = _PIECES.split(token)
@@ -74,72 +85,129 @@ class Mined:
 
 
 class _Template:
-    __slots__ = ("id", "tokens", "consts")
+    __slots__ = ("id", "tokens")
 
     def __init__(self, tid: int, tokens: list[str]) -> None:
         self.id = tid
         self.tokens = tokens
-        self.consts = sum(1 for t in tokens if t != WILD)
 
-    def score(self, tokens: list[str]) -> float:
-        """Share of this template's constant tokens the message has in the same places."""
-        if not self.consts:
-            return 1.0
-        same = sum(1 for a, b in zip(self.tokens, tokens) if a != WILD and a == b)
-        return same / self.consts
+
+def _fits(template: list[str], tokens: list[str]) -> int:
+    """How many constant words a message shares with a template, or -1 when a constant word differs.
+
+    Where either side holds a variable part (``<*>``, or a masked piece such as ``uid=<*>``) the two
+    may differ; two different plain words may not: they may mean different events ("begin"/"end").
+    """
+    same = 0
+    for a, b in zip(template, tokens):
+        if a == b:
+            same += WILD not in a
+        elif WILD not in a and WILD not in b:
+            return -1
+    return same
+
+
+def _word_differences(a: list[str], b: list[str], most: int) -> tuple[int, ...] | None:
+    """Positions where two templates hold different plain words (None when more than ``most``)."""
+    out = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y and WILD not in x and WILD not in y:
+            out.append(i)
+            if len(out) > most:
+                return None
+    return tuple(out)
 
 
 class TemplateStore:
-    def __init__(self, state: bytes | None = None, *, sim_th: float = DEFAULT_SIM_TH, next_id: int = 1) -> None:
-        self.sim_th = sim_th
+    """``siblings``: templates differing only in the same one or two words that make a word a variable
+    part. Below that, lines that differ in a word are kept apart ("startAnimation begin" / "end"); at
+    it, the siblings become one template ("Invalid user <*> from <*>") and keep the earliest id (the
+    others are recorded as merged into it)."""
+
+    MAX_WORD_DIFFERENCES = 2
+
+    def __init__(self, state: bytes | None = None, *, siblings: int = DEFAULT_SIBLINGS, next_id: int = 1) -> None:
+        self.siblings = siblings
         self._groups: dict[tuple, list[_Template]] = {}
         self._keys: dict[int, tuple[str | None, str | None]] = {}
+        self.merged_into: dict[int, int] = {}
         self._next_id = next_id
         self._dirty = False
         if state:
             self._restore(state)
 
     @classmethod
-    def load(cls, db: sqlite_utils.Database, *, sim_th: float = DEFAULT_SIM_TH) -> "TemplateStore":
+    def load(cls, db: sqlite_utils.Database) -> "TemplateStore":
         row = db.execute("SELECT state FROM miner_state WHERE name = ?", (STATE_NAME,)).fetchone()
         # Ids continue after every id already in use, also those of an earlier miner's templates.
         top = db.execute("SELECT max(template_id) FROM templates").fetchone()[0] or 0
-        store = cls(row[0] if row else None, sim_th=sim_th, next_id=top + 1)
+        store = cls(row[0] if row else None, next_id=top + 1)
         if row:
             log.info("restored %d log templates", store.count)
         return store
 
     @property
     def count(self) -> int:
-        return len(self._keys)
+        return sum(len(group) for group in self._groups.values())
+
+    def resolve(self, template_id: int) -> int:
+        """The template a (possibly merged) template id is part of now."""
+        while template_id in self.merged_into:
+            template_id = self.merged_into[template_id]
+        return template_id
 
     def mine(self, message: str, level: str | None = None, component: str | None = None) -> Mined:
         raw = message.split()
         tokens = [mask_token(t) for t in raw]
         first = tokens[0] if tokens and WILD not in tokens[0] else WILD
-        group_key = (level, component, len(tokens), first)
-        group = self._groups.setdefault(group_key, [])
-        best, best_score = None, -1.0
+        group = self._groups.setdefault((level, component, len(tokens), first), [])
+        best, best_same = None, -1
         for t in group:
-            s = t.score(tokens)
-            if s > best_score or (s == best_score and best is not None and t.consts > best.consts):
-                best, best_score = t, s
+            same = _fits(t.tokens, tokens)
+            if same > best_same:
+                best, best_same = t, same
         changed = generalised = False
-        if best is None or best_score < self.sim_th:
+        if best is None:
             best = _Template(self._next_id, tokens)
             self._next_id += 1
             group.append(best)
             self._keys[best.id] = (level, component)
             changed = True
+            merged = self._merge_siblings(group, best)
+            if merged is not best:
+                best, generalised = merged, True
         else:
-            merged = [a if a == b else WILD for a, b in zip(best.tokens, tokens)]
-            if merged != best.tokens:
-                best.tokens = merged
-                best.consts = sum(1 for t in merged if t != WILD)
+            merged_tokens = [a if a == b else WILD for a, b in zip(best.tokens, tokens)]
+            if merged_tokens != best.tokens:
+                best.tokens = merged_tokens
                 changed = generalised = True
         self._dirty |= changed
         params = [p for r, t in zip(raw, best.tokens) if WILD in t for p in _params(r, t)]
         return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component)
+
+    def _merge_siblings(self, group: list[_Template], new: _Template) -> _Template:
+        by_positions: dict[tuple[int, ...], list[_Template]] = {}
+        for t in group:
+            if t is not new:
+                diff = _word_differences(t.tokens, new.tokens, self.MAX_WORD_DIFFERENCES)
+                if diff:
+                    by_positions.setdefault(diff, []).append(t)
+        if not by_positions:
+            return new
+        positions, members = max(by_positions.items(), key=lambda kv: len(kv[1]))
+        if len(members) + 1 < self.siblings:
+            return new
+        members.append(new)
+        survivor = min(members, key=lambda t: t.id)
+        tokens = survivor.tokens
+        for t in members:
+            tokens = [a if a == b else WILD for a, b in zip(tokens, t.tokens)]
+        survivor.tokens = tokens
+        for t in members:
+            if t is not survivor:
+                group.remove(t)
+                self.merged_into[t.id] = survivor.id
+        return survivor
 
     def state_if_changed(self) -> bytes | None:
         """The serialised state when templates changed since the last call, else None."""
@@ -149,7 +217,10 @@ class TemplateStore:
         clusters = [
             [t.id, *self._keys[t.id], t.tokens] for group in self._groups.values() for t in group
         ]
-        body = {"version": 1, "next_id": self._next_id, "sim_th": self.sim_th, "templates": clusters}
+        body = {
+            "version": 1, "next_id": self._next_id, "templates": clusters,
+            "merged_into": [[a, b] for a, b in self.merged_into.items()],
+        }
         return zlib.compress(json.dumps(body, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
     def _restore(self, state: bytes) -> None:
@@ -159,6 +230,7 @@ class TemplateStore:
             self._groups.setdefault((level, component, len(tokens), first), []).append(_Template(tid, tokens))
             self._keys[tid] = (level, component)
         self._next_id = max(self._next_id, body["next_id"])
+        self.merged_into.update({a: b for a, b in body.get("merged_into", [])})
 
     @staticmethod
     def save(db: sqlite_utils.Database, state: bytes) -> None:

@@ -111,14 +111,14 @@ FORMATS: list[LogFormat] = [
     ),
     _f(
         "cluster_syslog",
-        r"(?P<alert>\S+) (?P<epoch>\d{9,11}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<time>" + _MON + r" +\d{1,2} \d{2}:\d{2}:\d{2})"
+        r"(?:(?P<alert>\S+) )?(?P<epoch>\d{9,11}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<time>" + _MON + r" +\d{1,2} \d{2}:\d{2}:\d{2})"
         r" \S+ " + _PROG + r": ?(?P<message>.*)",
         "a cluster log collector's syslog: alert tag, epoch seconds, date, node, then an RFC 3164 line",
         "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed for user root",
     ),
     _f(
         "bluegene_ras",
-        r"(?P<alert>\S+) (?P<epoch>\d{9,11}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<time>\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d+)"
+        r"(?:(?P<alert>\S+) )?(?P<epoch>\d{9,11}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<time>\d{4}-\d{2}-\d{2}-\d{2}\.\d{2}\.\d{2}\.\d+)"
         r" \S+ (?P<type>[A-Z_]+) (?P<component>[A-Z_]+) (?P<level>[A-Z]+) (?P<message>.*)",
         "IBM Blue Gene RAS event log: alert tag, epoch, date, location, timestamp, location, type, component, severity",
         "- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO"
