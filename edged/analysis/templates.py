@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = "templates"  # the miner_state row (the earlier drain3 state, "drain", is not read)
 WILD = "<*>"
-DEFAULT_SIBLINGS = 3
+DEFAULT_SIBLINGS = 4
 
 # A token is cut at these characters; a piece holding a digit is a variable part (uid=0 -> uid=<*>).
 _PIECES = re.compile(r"([\s,;:=()\[\]{}<>\"'|]+)")
@@ -49,15 +49,11 @@ def _mask_piece(piece: str) -> str:
 _DATE_WORDS = frozenset(
     "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec Mon Tue Wed Thu Fri Sat Sun".split()
 )
-_ASSIGNMENT = re.compile(r"^([\w.-]+[=])(?!=)(.+)$")  # key=value: the value is a variable part
 
 
 def mask_token(token: str) -> str:
     if token in _DATE_WORDS:  # a date inside a message (the header's was split off)
         return WILD
-    m = _ASSIGNMENT.match(token)
-    if m:
-        return m.group(1) + WILD
     if token == WILD or not (_DIGIT.search(token) or _HEXLIKE.match(token)):
         return token
     parts = _PIECES.split(token)
@@ -102,16 +98,28 @@ def _fits(template: list[str], tokens: list[str]) -> int:
     for a, b in zip(template, tokens):
         if a == b:
             same += WILD not in a
-        elif WILD not in a and WILD not in b:
+        elif a != WILD and b != WILD and not _fits_token(a, b):
             return -1
     return same
+
+
+def _fits_token(a: str, b: str) -> bool:
+    """Whether two different tokens can be the same place of one template: a plain word fits a masked
+    token whose constant pieces it has (``uid=root`` fits ``uid=<*>``); ``retVal=<*>`` and
+    ``phoneId=<*>``, or two plain words, do not."""
+    if WILD in a and WILD in b:
+        return False
+    pattern, word = (a, b) if WILD in a else (b, a)
+    if WILD not in pattern:
+        return False
+    return re.fullmatch("(.*?)".join(re.escape(p) for p in pattern.split(WILD)), word) is not None
 
 
 def _word_differences(a: list[str], b: list[str], most: int) -> tuple[int, ...] | None:
     """Positions where two templates hold different plain words (None when more than ``most``)."""
     out = []
     for i, (x, y) in enumerate(zip(a, b)):
-        if x != y and WILD not in x and WILD not in y:
+        if x != y and x != WILD and y != WILD and not _fits_token(x, y):
             out.append(i)
             if len(out) > most:
                 return None
