@@ -139,6 +139,7 @@ class TemplateStore:
         self._groups: dict[tuple, list[_Template]] = {}
         self._keys: dict[int, tuple[str | None, str | None]] = {}
         self.merged_into: dict[int, int] = {}
+        self._by_id: dict[int, _Template] = {}
         self._next_id = next_id
         self._dirty = False
         if state:
@@ -157,6 +158,10 @@ class TemplateStore:
     @property
     def count(self) -> int:
         return sum(len(group) for group in self._groups.values())
+
+    def template(self, template_id: int) -> str:
+        """The current text of a template (of the one it was merged into)."""
+        return " ".join(self._by_id[self.resolve(template_id)].tokens)
 
     def resolve(self, template_id: int) -> int:
         """The template a (possibly merged) template id is part of now."""
@@ -180,6 +185,7 @@ class TemplateStore:
             self._next_id += 1
             group.append(best)
             self._keys[best.id] = (level, component)
+            self._by_id[best.id] = best
             changed = True
             merged = self._merge_siblings(group, best)
             if merged is not best:
@@ -235,7 +241,8 @@ class TemplateStore:
         body = json.loads(zlib.decompress(state).decode("utf-8", "surrogatepass"))
         for tid, level, component, tokens in body["templates"]:
             first = tokens[0] if tokens and WILD not in tokens[0] else WILD
-            self._groups.setdefault((level, component, len(tokens), first), []).append(_Template(tid, tokens))
+            t = self._by_id[tid] = _Template(tid, tokens)
+            self._groups.setdefault((level, component, len(tokens), first), []).append(t)
             self._keys[tid] = (level, component)
         self._next_id = max(self._next_id, body["next_id"])
         self.merged_into.update({a: b for a, b in body.get("merged_into", [])})

@@ -22,7 +22,7 @@ DETECT_LINES = 32  # lines an auto stream looks at before its choice is final
 NEARLY = 0.9  # a more specific format wins while it parses at least this share of the best count
 
 
-def resolve_spec(spec: str, key: str = "format") -> LogFormat | None:
+def resolve_spec(spec: str, name: str = "custom") -> LogFormat | None:
     """``auto`` -> None; a format name -> that format; anything else is a regex. ValueError when bad."""
     if spec == AUTO:
         return None
@@ -30,7 +30,7 @@ def resolve_spec(spec: str, key: str = "format") -> LogFormat | None:
         return BY_NAME[spec]
     if "(?P<" not in spec:
         raise ValueError(f"{spec!r} is neither 'auto', a format name ({', '.join(BY_NAME)}) nor a regex with named groups")
-    return compile_format(key, spec)
+    return compile_format(name, spec)
 
 
 @dataclass

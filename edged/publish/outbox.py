@@ -87,6 +87,7 @@ class OutboxBuilder:
             "text": record["text"][:MAX_TEXT_CHARS],
             "flags": record["flags"].split() if record.get("flags") else [],
             "template_id": result.template_id,
+            "header": record.get("header"),
             "received_at": record["received_at"],
             "analyzed_at": result.analyzed_at,
             "label": result.label,
