@@ -191,6 +191,23 @@ def summarize(systems: dict[str, dict[str, Any]], side: str, names: tuple[str, .
     }
 
 
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    if not result:
+        return ["templates: skipped, no Loghub data"]
+    out = []
+    for side in ("edged_all", "before_all", "edged_held_out"):
+        s = result["summary"][side]
+        out.append(
+            f"templates {side}: grouping accuracy mean {s['grouping_accuracy_mean']} (min {s['grouping_accuracy_min']}),"
+            f" borrowed answers at most {s['borrowed_share_max']:.2%}, answered lines per true event at most"
+            f" {s['answered_lines_per_true_event_max']} over {s['systems']} systems"
+        )
+    for name, r in result["real_model"].items():
+        out.append(f"templates {name} with the real model: {r['calls_per_true_event']} calls per true event"
+                   f" (classify + extract = 1), borrowed {r['borrowed_share']:.2%}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.templates", description=__doc__.split("\n")[0])
     p.add_argument("--systems", default="", help="comma-separated systems (default: every Loghub system found)")
