@@ -104,15 +104,17 @@ def _fits(template: list[str], tokens: list[str]) -> int:
 
 
 def _fits_token(a: str, b: str) -> bool:
-    """Whether two different tokens can be the same place of one template: a plain word fits a masked
-    token whose constant pieces it has (``uid=root`` fits ``uid=<*>``); ``retVal=<*>`` and
-    ``phoneId=<*>``, or two plain words, do not."""
-    if WILD in a and WILD in b:
-        return False
-    pattern, word = (a, b) if WILD in a else (b, a)
+    """Whether two different tokens can be the same place of one template: one must be an instance of
+    the other (``uid=root`` of ``uid=<*>``, ``LOCAL(<*>),`` of ``<*>,``); ``retVal=<*>`` and
+    ``phoneId=<*>``, or two plain words, are not."""
+    return _covers(a, b) or _covers(b, a)
+
+
+def _covers(pattern: str, token: str) -> bool:
+    """Whether ``token`` is an instance of masked ``pattern`` (``<*>`` standing for anything)."""
     if WILD not in pattern:
         return False
-    return re.fullmatch("(.*?)".join(re.escape(p) for p in pattern.split(WILD)), word) is not None
+    return re.fullmatch("(.*?)".join(re.escape(p) for p in pattern.split(WILD)), token, re.DOTALL) is not None
 
 
 def _word_differences(a: list[str], b: list[str], most: int) -> tuple[int, ...] | None:
