@@ -112,7 +112,8 @@ def format_status(status: dict[str, Any]) -> str:
     a = status["analysis"]
     lines.append(
         f"analysis   {a['results']} results, {a['needs_review']} need review; {a['model_calls']} model calls,"
-        f" {a['cache_hits']} cache hits, {a['templates']} templates, {a['digests']} digests"
+        f" {a['cache_hits']} cache hits, {a['templates']} templates ({a['template_refreshes']} answered afresh"
+        f" after they generalised), {a['digests']} digests"
     )
     if a["by_label"]:
         lines.append("labels     " + ", ".join(f"{k} {v}" for k, v in sorted(a["by_label"].items())))
