@@ -19,7 +19,7 @@ edged used before (whole raw lines into drain3, the answer cached by cluster id)
 same cache rules. ``--model-systems`` also runs those systems with the real default model and counts
 its calls. Systems marked held-out were not looked at while choosing formats and miner parameters.
 
-Run: ``python -m bench.templates [--systems A,B] [--model-systems HDFS,BGL,OpenSSH]``.
+Run: ``python -m bench.templates [--systems A,B] [--model-systems HDFS,BGL,OpenSSH] [--name templates]``.
 Writes bench/results/templates.json.
 """
 
@@ -142,6 +142,18 @@ def run_edged(system: str, texts: list[str], events: list[str], backend: Backend
     }
 
 
+def miner_only_rate(system: str, texts: list[str]) -> float:
+    """Lines/s of header parsing and mining alone (no caches, no pipeline), to compare with the earlier miner."""
+    parser, miner = HeaderParser(), TemplateStore()
+    source = f"file:/var/log/{system.lower()}.log"
+    started = time.perf_counter()
+    for text in texts:
+        parsed = parser.parse(source, text)
+        header = parsed.header or {}
+        miner.mine(parsed.message if parsed.message is not None else text, header.get("level"), header.get("component"))
+    return round(len(texts) / (time.perf_counter() - started), 1)
+
+
 def run_before(texts: list[str], events: list[str]) -> dict[str, Any]:
     """The earlier miner and cache rules: raw lines into drain3; a template's first line answers the rest."""
     miner = LegacyMiner()
@@ -212,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.templates", description=__doc__.split("\n")[0])
     p.add_argument("--systems", default="", help="comma-separated systems (default: every Loghub system found)")
     p.add_argument("--model-systems", default="", help="also run these with the real default model, e.g. HDFS,BGL,OpenSSH")
+    p.add_argument("--name", default="templates", help="result file name (bench/results/<name>.json)")
     args = p.parse_args(argv)
     found = sorted(q.parent.name for q in LOGHUB_DIR.glob("*/*_2k.log")) if LOGHUB_DIR.is_dir() else []
     if not found:
@@ -225,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "held_out": name in HELD_OUT,
             "lines": len(texts),
             "true_events": len(set(events)),
-            "edged": run_edged(name, texts, events, FakeBackend()),
+            "edged": run_edged(name, texts, events, FakeBackend()) | {"lines_per_s_miner_only": miner_only_rate(name, texts)},
             "before": run_before(texts, events),
         }
         systems[name] = row
@@ -235,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"  templates {e['templates']:4} (before {b['templates']:4})  borrowed {e['borrowed_share']:.2%}"
             f" (before {b['borrowed_share']:.2%})  answered/event {e['answered_lines_per_true_event']:.2f}"
             f" (before {b['answered_lines_per_true_event']:.2f})  unparsed {e['unparsed_lines']}  {e['lines_per_s']:.0f} lines/s"
+            f"  miner only {e['lines_per_s_miner_only']:.0f} (before {b['lines_per_s_miner_only']:.0f})"
         )
     model_runs: dict[str, Any] = {}
     model_names = [s for s in args.model_systems.split(",") if s]
@@ -259,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "systems": systems,
         "real_model": model_runs,
     }
-    path = write_result("templates", result)
+    path = write_result(args.name, result)
     log(f"summary: {result['summary']}\nwritten to {path}")
     return result
 
