@@ -182,12 +182,13 @@ def run_before(texts: list[str], events: list[str]) -> dict[str, Any]:
     }
 
 
-def real_backend() -> Backend:
+def real_backend(threads: int | None = None) -> Backend:
     from edged.backends.llama_cpp import LlamaCppBackend, LlamaCppConfig
     from edged.models.resolve import resolve_model
 
     model = resolve_model(ModelSettings(dir=REPO / "models"))
-    return LlamaCppBackend(LlamaCppConfig(), model.path, model_sha256=model.sha256)
+    config = LlamaCppConfig(threads=threads) if threads else LlamaCppConfig()
+    return LlamaCppBackend(config, model.path, model_sha256=model.sha256)
 
 
 def summarize(systems: dict[str, dict[str, Any]], side: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.templates", description=__doc__.split("\n")[0])
     p.add_argument("--systems", default="", help="comma-separated systems (default: every Loghub system found)")
     p.add_argument("--model-systems", default="", help="also run these with the real default model, e.g. HDFS,BGL,OpenSSH")
+    p.add_argument("--threads", type=int, help="llama.cpp threads for --model-systems (default: every CPU)")
     p.add_argument("--name", default="templates", help="result file name (bench/results/<name>.json)")
     args = p.parse_args(argv)
     found = sorted(q.parent.name for q in LOGHUB_DIR.glob("*/*_2k.log")) if LOGHUB_DIR.is_dir() else []
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_runs: dict[str, Any] = {}
     model_names = [s for s in args.model_systems.split(",") if s]
     if model_names:
-        backend = real_backend()
+        backend = real_backend(args.threads)
         for name in model_names:
             texts, events = loghub_system(name)
             log(f"{name}: with the real model ...")
