@@ -103,12 +103,13 @@ class Daemon:
             self.publisher.start()
         if self.backend is not None:
             from edged.analysis.analyzer import Analyzer
+            from edged.analysis.headers import header_parser
 
             from edged.publish.outbox import OutboxBuilder
 
             self.analyzer = Analyzer(
                 s.analysis, self.backend, self.writer, connect(s.store.path), OutboxBuilder(s.upstream),
-                s.triage,
+                s.triage, header_parser(s.logs, s.mqtt),
             )
             if self.publisher is not None:
                 self.analyzer.on_stored = self.publisher.wake

@@ -1,4 +1,4 @@
-"""The ``edged`` command: run, status, submit, analyze, eval, learn, config check, db vacuum, model, version."""
+"""The ``edged`` command: run, status, submit, analyze, eval, learn, templates, config check, db vacuum, model, version."""
 
 from __future__ import annotations
 
@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     from edged.models.cli import add_model_parser
 
     add_model_parser(sub, common)
+    from edged.analysis.templates_cli import add_templates_parser
+
+    add_templates_parser(sub, common)
     return parser
 
 
@@ -253,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "config":
             return cmd_config_check(args)
+        if args.command == "templates":
+            from edged.analysis.templates_cli import run_templates
+
+            return run_templates(args, _load(args))
         if args.command == "model":
             from edged.models.cli import run_model_command
 

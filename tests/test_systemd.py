@@ -374,6 +374,7 @@ def test_status_reports_backlog_and_rates(tmp_path: Path) -> None:
 
     class Writer:
         records_inserted = 0
+        storage_error = None
 
     writer = Writer()
     monitor, notifier, clock, _, analyzer = make_monitor(writer=writer, reader=db)

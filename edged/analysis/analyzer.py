@@ -26,6 +26,7 @@ from edged.backends.base import Backend
 from edged.publish.outbox import OutboxBuilder
 from edged.store.outbox import insert_rows
 from edged.config.settings import AnalysisSettings, TriageSettings
+from edged.logformats import HeaderParser
 from edged.store import inbox
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter
@@ -69,11 +70,13 @@ def store_outcome(
             [(k, json.dumps(v, ensure_ascii=False), now) for k, v in outcome.cache_entries.items()],
         )
     if outcome.templates:
+        keys = outcome.template_keys
         db.conn.executemany(
-            "INSERT INTO templates (template_id, template, lines, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO templates (template_id, template, lines, first_seen, last_seen, level, component)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(template_id) DO UPDATE SET template = excluded.template,"
             " lines = lines + excluded.lines, last_seen = excluded.last_seen",
-            [(tid, template, n, now, now) for tid, (template, n) in outcome.templates.items()],
+            [(tid, template, n, now, now, *keys.get(tid, (None, None))) for tid, (template, n) in outcome.templates.items()],
         )
     if outcome.miner_state is not None:
         TemplateStore.save(db, outcome.miner_state)
@@ -84,6 +87,8 @@ def store_outcome(
         "analysis.results": len(outcome.results),
         "analysis.failures": len(outcome.failures),
         "analysis.parked": parked,
+        "analysis.template_refreshes": outcome.template_refreshes,
+        "files.unparsed_lines": outcome.unparsed_lines,
     }
     db.conn.executemany(ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
     return parked
@@ -101,6 +106,7 @@ class Analyzer:
         reader: sqlite_utils.Database,
         outbox: OutboxBuilder | None = None,
         triage: TriageSettings | None = None,
+        headers: HeaderParser | None = None,
     ) -> None:
         self.settings = settings
         self.triage = triage
@@ -116,6 +122,7 @@ class Analyzer:
             TemplateStore.load(reader),
             ResultCache(lambda key: load_cache_entry(reader, key)),
             self.router,
+            headers,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -1,8 +1,12 @@
 """Deciding, for a batch of claimed records, what the model must be asked and what caches answer.
 
-- Log lines are mined into templates. A template is classified and extracted once (on its first
-  line); every later line of it reuses the classification, and takes the extracted values that came
-  from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
+- A log line's header is split off (edged.logformats) and only its message is mined into templates,
+  keyed with the line's level and component. A template is classified and extracted once (on its
+  first line); every later line of it reuses the classification, and takes the extracted values that
+  came from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
+- A template's answer is cached under its text, never its id alone: when the miner generalises a
+  template to take a line whose constant words differ, that line is answered afresh (a template
+  refresh) and the answer is kept under the new text, so no line is served another event's answer.
 - Incident reports always go to the model: classify, extract and summarize.
 - Classification is routed (edged.triage): where the triage classifier is confident its label is
   the answer and the model is not asked; otherwise the model is, shown similar labeled examples and
@@ -36,6 +40,7 @@ from edged.analysis.tasks import (
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
+from edged.logformats import HeaderParser
 from edged.store.inbox import Claimed, ResultRow
 from edged.triage.retrieval import Example
 from edged.triage.router import SLM, TRIAGE, Router
@@ -62,6 +67,7 @@ class _Work:
     triage_version: int | None = None
     examples: list[Example] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
+    served_from: str | None = None  # the record whose answer a template cache hit reused
 
 
 @dataclass
@@ -74,6 +80,10 @@ class BatchOutcome:
     model_calls: int
     cache_hits: dict[str, int]
     records: dict[str, Claimed] = field(default_factory=dict)  # the claimed records, by record_id
+    template_refreshes: int = 0  # templates answered afresh because their text changed
+    unparsed_lines: int = 0  # log lines no header format parsed (mined whole)
+    template_keys: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)  # id -> (level, component)
+    served_from: dict[str, str] = field(default_factory=dict)  # record_id -> record whose answer it reused
 
 
 class Interrupted(Exception):
@@ -107,8 +117,10 @@ class Pipeline:
         templates: TemplateStore,
         cache: ResultCache,
         router: Router | None = None,
+        headers: HeaderParser | None = None,
     ):
         self.settings = settings
+        self.headers = headers if headers is not None else HeaderParser()
         self.router = router
         self.backend = backend
         self.templates = templates
@@ -118,8 +130,18 @@ class Pipeline:
         self._cache_scope = hashlib.blake2b(f"{model_id}:{PROMPT_VERSION}".encode(), digest_size=6).hexdigest()
 
     # -- cache keys: a cached answer belongs to one model and one prompt version ---------------
-    def _template_key(self, template_id: int) -> str:
-        return f"tpl:{self._cache_scope}:{template_id}"
+    def _template_key(self, mined: Mined) -> str:
+        text = f"{mined.level or ''}\0{mined.component or ''}\0{mined.template}"
+        return f"tpl:{self._cache_scope}:{_text_key(text)}"
+
+    def _with_header(self, record: Claimed) -> Claimed:
+        """The record with its header fields and message (parsed here unless a source already did)."""
+        if record.header is not None or record.message is not None:
+            return record
+        parsed = self.headers.parse(record.source, record.text)
+        if parsed.unparsed:
+            return record
+        return dataclasses.replace(record, header=parsed.header, message=parsed.message)
 
     def _exact_key(self, text: str) -> str:
         return f"txt:{self._cache_scope}:{_text_key(text)}"
@@ -130,34 +152,41 @@ class Pipeline:
         new_cache: dict[str, dict[str, Any]] = {}
         templates: dict[int, tuple[str, int]] = {}
         hits = {"exact": 0, "template": 0}
-        model_calls = 0
+        model_calls = refreshes = unparsed = 0
+        template_keys: dict[int, tuple[str | None, str | None]] = {}
         # 1. Caches and templates decide who needs the model, and for which tasks.
         needs: dict[str, list[_Work]] = {CLASSIFY: [], EXTRACT: [], SUMMARIZE: []}
-        first_of_template: dict[int, _Work] = {}
+        first_of_template: dict[str, _Work] = {}  # template cache key -> the line answered for it
         for w in works:
             if w.record.kind == "incident":
                 for task in (CLASSIFY, EXTRACT, SUMMARIZE):
                     needs[task].append(w)
                 continue
-            w.mined = self.templates.mine(w.record.text)
-            tid = w.mined.template_id
+            w.record = self._with_header(w.record)
+            header = w.record.header or {}
+            unparsed += w.record.header is None
+            message = w.record.message if w.record.message is not None else w.record.text
+            w.mined = self.templates.mine(message, header.get("level"), header.get("component"))
+            tid, tkey = w.mined.template_id, self._template_key(w.mined)
             _, lines = templates.get(tid, ("", 0))
             templates[tid] = (w.mined.template, lines + 1)
+            template_keys[tid] = (w.mined.level, w.mined.component)
             exact = self.cache.get(self._exact_key(w.record.text))
             if exact is not None:
                 w.answers, w.confidence, w.path = exact["answers"], exact.get("confidence"), "exact_cache"
                 w.classified_by, w.triage_version = exact.get("classified_by", SLM), exact.get("triage_version")
                 hits["exact"] += 1
                 continue
-            cached = self.cache.get(self._template_key(tid))
+            cached = self.cache.get(tkey)
             if cached is not None:
                 self._from_template(w, cached)
                 hits["template"] += 1
-            elif tid in first_of_template:
+            elif tkey in first_of_template:
                 w.path = "template_cache"  # a second line of a template new in this batch: filled below
                 hits["template"] += 1
             else:
-                first_of_template[tid] = w
+                refreshes += w.mined.generalised
+                first_of_template[tkey] = w
                 needs[CLASSIFY].append(w)
                 needs[EXTRACT].append(w)
         # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
@@ -171,10 +200,12 @@ class Pipeline:
                 if w.error is None:
                     model_calls += self._ask(w, task)
         # 4. New templates' answers serve their later lines in the batch, and the cache.
-        for tid, w in first_of_template.items():
+        for tkey, w in first_of_template.items():
             if w.error is not None:
                 continue
             entry = {
+                "template": w.mined.template if w.mined else None,
+                "from": w.record.record_id,  # the line this answer was computed for
                 "answers": w.answers,
                 "confidence": w.confidence,
                 "params": w.mined.params if w.mined else [],
@@ -182,15 +213,15 @@ class Pipeline:
                 "classified_by": w.classified_by,
                 "triage_version": w.triage_version,
             }
-            new_cache[self._template_key(tid)] = entry
-            self.cache.put(self._template_key(tid), entry)
+            new_cache[tkey] = entry
+            self.cache.put(tkey, entry)
         for w in works:
             if w.path == "template_cache" and not w.answers and w.mined is not None:
-                first = first_of_template[w.mined.template_id]
+                first = first_of_template[self._template_key(w.mined)]
                 if first.error is not None:
                     w.error = first.error
                 else:
-                    self._from_template(w, new_cache[self._template_key(w.mined.template_id)])
+                    self._from_template(w, new_cache[self._template_key(w.mined)])
             if w.path == "model" and w.record.kind == "log" and w.error is None:
                 key = self._exact_key(w.record.text)
                 entry = {"answers": w.answers, "confidence": w.confidence, "classified_by": w.classified_by,
@@ -211,7 +242,11 @@ class Pipeline:
             miner_state=self.templates.state_if_changed(),
             model_calls=model_calls,
             cache_hits=hits,
-            records={r.record_id: r for r in records},
+            records={w.record.record_id: w.record for w in works},
+            template_refreshes=refreshes,
+            unparsed_lines=unparsed,
+            template_keys=template_keys,
+            served_from={w.record.record_id: w.served_from for w in works if w.served_from},
         )
 
     def _route(self, needs: dict[str, list[_Work]]) -> None:
@@ -266,6 +301,7 @@ class Pipeline:
                 fields[name] = _as_type(params[index], fields[name])
             answers[EXTRACT] = fields
         w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
+        w.served_from = entry.get("from")
         w.classified_by, w.triage_version = entry.get("classified_by", SLM), entry.get("triage_version")
 
     def _result(self, w: _Work) -> ResultRow:
@@ -290,6 +326,7 @@ class Pipeline:
             latency_ms=round(w.latency_s * 1000, 2) if w.calls else None,
             classified_by=w.classified_by if CLASSIFY in w.answers else None,
             triage_version=w.triage_version,
+            header=w.record.header,
         )
 
 

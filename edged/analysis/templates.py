@@ -1,54 +1,72 @@
-"""Log templates: Drain (drain3) groups lines that differ only in their variable parts.
+"""Log templates: lines whose messages differ only in their variable parts share a template.
 
-A template is classified once and the result reused for every later line of it. The miner's state
-is saved in the same transaction as the results that refer to its template ids (``state_if_changed``
-gives the bytes to save), so after a crash a template id never means another template.
+Only a line's message is mined (its header was split off by edged.logformats), and a template
+belongs to one (level, component): an INFO line never shares a template with an ERROR line.
+
+The miner is Drain's idea (He et al., ICWS 2017) kept small and explicit: messages are grouped by
+level, component, token count and first word; within a group a message joins the template whose
+constant words it matches best, if it matches at least ``sim_th`` of them; the positions where they
+differ become ``<*>``. Tokens holding a digit are variable from the start (counts, ids, addresses,
+times). A template's text only ever generalises; its id stays. The cache of answers is keyed by the
+text (see edged.analysis.pipeline), so a generalised template is answered afresh.
+
+The state (every template) is saved in the same transaction as the results that refer to its ids
+(``state_if_changed`` gives the bytes to save), so after a crash a template id never means another
+template.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
+import zlib
 from dataclasses import dataclass
 
 import sqlite_utils
-from drain3 import TemplateMiner
-from drain3.masking import MaskingInstruction
-from drain3.persistence_handler import PersistenceHandler
-from drain3.template_miner_config import TemplateMinerConfig
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = "drain"
+STATE_NAME = "templates"  # the miner_state row (the earlier drain3 state, "drain", is not read)
+WILD = "<*>"
+DEFAULT_SIBLINGS = 4
 
-# Variable parts masked before mining, so "temp 71.5" and "temp 80.2" share a template. Order matters.
-MASKS = [
-    (r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\b", "TS"),
-    (r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "TIME"),
-    (r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b", "IP"),
-    (r"\b0x[0-9a-fA-F]+\b", "HEX"),
-    (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID"),
-    (r"(?<![A-Za-z_\d.])[-+]?\d+(?:\.\d+)?", "NUM"),  # also before a unit: 91.5C, 3000rpm
-]
+# A token is cut at these characters; a piece holding a digit is a variable part (uid=0 -> uid=<*>).
+_PIECES = re.compile(r"([\s,;:=()\[\]{}<>\"'|]+)")
+_DIGIT = re.compile(r"\d")
+_HEXLIKE = re.compile(r"^(?:0x)?[0-9a-fA-F]{8,}$")
+_WITH_UNIT = re.compile(r"^[-+]?\d+(?:\.\d+)?([A-Za-z%]{1,3})$")  # 91C, 3000rpm, 2.5s: the unit stays
 
 
-class _MemoryState(PersistenceHandler):
-    """Holds the state bytes; edged decides when they are written (with the results)."""
-
-    def __init__(self, state: bytes | None) -> None:
-        self.state = state
-
-    def save_state(self, state: bytes) -> None:
-        self.state = state
-
-    def load_state(self) -> bytes | None:
-        return self.state
+def _mask_piece(piece: str) -> str:
+    if not (_DIGIT.search(piece) or _HEXLIKE.match(piece)):
+        return piece
+    unit = _WITH_UNIT.match(piece)
+    return WILD + unit.group(1) if unit else WILD
 
 
-class _ExplicitSaveMiner(TemplateMiner):
-    # drain3 would serialise its whole state after every new template; we save once per batch.
-    def get_snapshot_reason(self, change_type, cluster_id):  # noqa: ANN001
-        return None
+_DATE_WORDS = frozenset(
+    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec Mon Tue Wed Thu Fri Sat Sun".split()
+)
+
+
+def mask_token(token: str) -> str:
+    if token in _DATE_WORDS:  # a date inside a message (the header's was split off)
+        return WILD
+    if token == WILD or not (_DIGIT.search(token) or _HEXLIKE.match(token)):
+        return token
+    parts = _PIECES.split(token)
+    return "".join(p if i % 2 else _mask_piece(p) for i, p in enumerate(parts))
+
+
+def _params(raw: str, template_token: str) -> list[str]:
+    """The values a line's token holds in its template token's ``<*>`` places (the whole token if unsure)."""
+    if template_token == WILD:
+        return [raw]
+    pattern = "(.*?)".join(re.escape(p) for p in template_token.split(WILD))
+    m = re.fullmatch(pattern, raw)
+    return list(m.groups()) if m else [raw]
 
 
 @dataclass
@@ -57,47 +75,179 @@ class Mined:
     template: str
     params: list[str]
     changed: bool  # a new template, or an existing one generalised
+    generalised: bool = False  # an existing template's text changed to take this line
+    level: str | None = None
+    component: str | None = None
+
+
+class _Template:
+    __slots__ = ("id", "tokens")
+
+    def __init__(self, tid: int, tokens: list[str]) -> None:
+        self.id = tid
+        self.tokens = tokens
+
+
+def _fits(template: list[str], tokens: list[str]) -> int:
+    """How many constant words a message shares with a template, or -1 when a constant word differs.
+
+    Where either side holds a variable part (``<*>``, or a masked piece such as ``uid=<*>``) the two
+    may differ; two different plain words may not: they may mean different events ("begin"/"end").
+    """
+    same = 0
+    for a, b in zip(template, tokens):
+        if a == b:
+            same += WILD not in a
+        elif a != WILD and b != WILD and not _fits_token(a, b):
+            return -1
+    return same
+
+
+def _fits_token(a: str, b: str) -> bool:
+    """Whether two different tokens can be the same place of one template: one must be an instance of
+    the other (``uid=root`` of ``uid=<*>``, ``LOCAL(<*>),`` of ``<*>,``); ``retVal=<*>`` and
+    ``phoneId=<*>``, or two plain words, are not."""
+    return _covers(a, b) or _covers(b, a)
+
+
+def _covers(pattern: str, token: str) -> bool:
+    """Whether ``token`` is an instance of masked ``pattern`` (``<*>`` standing for anything)."""
+    if WILD not in pattern:
+        return False
+    return re.fullmatch("(.*?)".join(re.escape(p) for p in pattern.split(WILD)), token, re.DOTALL) is not None
+
+
+def _word_differences(a: list[str], b: list[str], most: int) -> tuple[int, ...] | None:
+    """Positions where two templates hold different plain words (None when more than ``most``)."""
+    out = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y and x != WILD and y != WILD and not _fits_token(x, y):
+            out.append(i)
+            if len(out) > most:
+                return None
+    return tuple(out)
 
 
 class TemplateStore:
-    def __init__(self, state: bytes | None = None, *, sim_th: float = 0.4, depth: int = 4) -> None:
-        config = TemplateMinerConfig()
-        config.drain_sim_th = sim_th
-        config.drain_depth = depth
-        config.snapshot_compress_state = True
-        config.masking_instructions = [MaskingInstruction(pattern, name) for pattern, name in MASKS]
-        config.parametrize_numeric_tokens = True
-        self._handler = _MemoryState(state)
-        self.miner = _ExplicitSaveMiner(persistence_handler=self._handler, config=config)
+    """``siblings``: templates differing only in the same one or two words that make a word a variable
+    part. Below that, lines that differ in a word are kept apart ("startAnimation begin" / "end"); at
+    it, the siblings become one template ("Invalid user <*> from <*>") and keep the earliest id (the
+    others are recorded as merged into it)."""
+
+    MAX_WORD_DIFFERENCES = 2
+
+    def __init__(self, state: bytes | None = None, *, siblings: int = DEFAULT_SIBLINGS, next_id: int = 1) -> None:
+        self.siblings = siblings
+        self._groups: dict[tuple, list[_Template]] = {}
+        self._keys: dict[int, tuple[str | None, str | None]] = {}
+        self.merged_into: dict[int, int] = {}
+        self._by_id: dict[int, _Template] = {}
+        self._next_id = next_id
         self._dirty = False
+        if state:
+            self._restore(state)
 
     @classmethod
     def load(cls, db: sqlite_utils.Database) -> "TemplateStore":
         row = db.execute("SELECT state FROM miner_state WHERE name = ?", (STATE_NAME,)).fetchone()
-        store = cls(row[0] if row else None)
+        # Ids continue after every id already in use, also those of an earlier miner's templates.
+        top = db.execute("SELECT max(template_id) FROM templates").fetchone()[0] or 0
+        store = cls(row[0] if row else None, next_id=top + 1)
         if row:
-            log.info("restored %d log templates", len(store.miner.drain.clusters))
+            log.info("restored %d log templates", store.count)
         return store
 
     @property
     def count(self) -> int:
-        return len(self.miner.drain.clusters)
+        return sum(len(group) for group in self._groups.values())
 
-    def mine(self, text: str) -> Mined:
-        result = self.miner.add_log_message(text)
-        changed = result["change_type"] != "none"
+    def template(self, template_id: int) -> str:
+        """The current text of a template (of the one it was merged into)."""
+        return " ".join(self._by_id[self.resolve(template_id)].tokens)
+
+    def resolve(self, template_id: int) -> int:
+        """The template a (possibly merged) template id is part of now."""
+        while template_id in self.merged_into:
+            template_id = self.merged_into[template_id]
+        return template_id
+
+    def mine(self, message: str, level: str | None = None, component: str | None = None) -> Mined:
+        raw = message.split()
+        tokens = [mask_token(t) for t in raw]
+        first = tokens[0] if tokens and WILD not in tokens[0] else WILD
+        group = self._groups.setdefault((level, component, len(tokens), first), [])
+        best, best_same = None, -1
+        for t in group:
+            same = _fits(t.tokens, tokens)
+            if same > best_same:
+                best, best_same = t, same
+        changed = generalised = False
+        if best is None:
+            best = _Template(self._next_id, tokens)
+            self._next_id += 1
+            group.append(best)
+            self._keys[best.id] = (level, component)
+            self._by_id[best.id] = best
+            changed = True
+            merged = self._merge_siblings(group, best)
+            if merged is not best:
+                best, generalised = merged, True
+        else:
+            merged_tokens = [a if a == b else WILD for a, b in zip(best.tokens, tokens)]
+            if merged_tokens != best.tokens:
+                best.tokens = merged_tokens
+                changed = generalised = True
         self._dirty |= changed
-        template = result["template_mined"]
-        params = self.miner.get_parameter_list(template, text) if "<" in template else []
-        return Mined(result["cluster_id"], template, params, changed)
+        params = [p for r, t in zip(raw, best.tokens) if WILD in t for p in _params(r, t)]
+        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component)
+
+    def _merge_siblings(self, group: list[_Template], new: _Template) -> _Template:
+        by_positions: dict[tuple[int, ...], list[_Template]] = {}
+        for t in group:
+            if t is not new:
+                diff = _word_differences(t.tokens, new.tokens, self.MAX_WORD_DIFFERENCES)
+                if diff:
+                    by_positions.setdefault(diff, []).append(t)
+        if not by_positions:
+            return new
+        positions, members = max(by_positions.items(), key=lambda kv: len(kv[1]))
+        if len(members) + 1 < self.siblings:
+            return new
+        members.append(new)
+        survivor = min(members, key=lambda t: t.id)
+        tokens = survivor.tokens
+        for t in members:
+            tokens = [a if a == b else WILD for a, b in zip(tokens, t.tokens)]
+        survivor.tokens = tokens
+        for t in members:
+            if t is not survivor:
+                group.remove(t)
+                self.merged_into[t.id] = survivor.id
+        return survivor
 
     def state_if_changed(self) -> bytes | None:
         """The serialised state when templates changed since the last call, else None."""
         if not self._dirty:
             return None
-        self.miner.save_state("batch")
         self._dirty = False
-        return self._handler.state
+        clusters = [
+            [t.id, *self._keys[t.id], t.tokens] for group in self._groups.values() for t in group
+        ]
+        body = {
+            "version": 1, "next_id": self._next_id, "templates": clusters,
+            "merged_into": [[a, b] for a, b in self.merged_into.items()],
+        }
+        return zlib.compress(json.dumps(body, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+    def _restore(self, state: bytes) -> None:
+        body = json.loads(zlib.decompress(state).decode("utf-8", "surrogatepass"))
+        for tid, level, component, tokens in body["templates"]:
+            first = tokens[0] if tokens and WILD not in tokens[0] else WILD
+            t = self._by_id[tid] = _Template(tid, tokens)
+            self._groups.setdefault((level, component, len(tokens), first), []).append(t)
+            self._keys[tid] = (level, component)
+        self._next_id = max(self._next_id, body["next_id"])
+        self.merged_into.update({a: b for a, b in body.get("merged_into", [])})
 
     @staticmethod
     def save(db: sqlite_utils.Database, state: bytes) -> None:

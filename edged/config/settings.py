@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from edged.backends import DEFAULT_BACKEND, BackendConfig, default_config
 from edged.models.resolve import ModelSettings
+from edged.logformats import resolve_spec
 from edged.config.broker_url import parse_broker_url
 from edged.config.rules import cross_section_problems
 
@@ -36,6 +37,27 @@ def _check_regex(value: str | None) -> str | None:
         except re.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from None
     return value
+
+
+def _check_format(value: str) -> str:
+    resolve_spec(value)  # ValueError says why (not a format name, no 'message' group, does not compile)
+    return value
+
+
+def _check_formats(value: dict[str, str]) -> dict[str, str]:
+    for key, spec in value.items():
+        try:
+            resolve_spec(spec)
+        except ValueError as exc:
+            raise ValueError(f"{key!r}: {exc}") from None
+    return value
+
+
+_FORMAT_HELP = (
+    "header format of lines: 'auto' (per file or topic, the format that parses most of its first lines), a"
+    " format name (edged templates --list-formats) or a regex with named groups time, level, host, component,"
+    " pid and message"
+)
 
 
 class Section(BaseModel):
@@ -106,7 +128,15 @@ class LogsSettings(Section):
         description="regex searched in the file path; its group 'machine' names the machine",
     )
 
+    format: str = Field("auto", description=_FORMAT_HELP)
+    formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="header format per glob (matched against the path or the file name), overriding format",
+    )
+
     _regexes = field_validator("multiline_start", "machine_pattern")(_check_regex)
+    _format = field_validator("format")(_check_format)
+    _formats = field_validator("formats")(_check_formats)
 
 
 class BrokerSettings(Section):
@@ -154,8 +184,14 @@ class MqttSettings(BrokerSettings):
     )
     qos: Literal[0, 1] = Field(1, description="subscription QoS; 1 = nothing lost while edged is down")
     max_payload_bytes: int = Field(65_536, ge=256, description="longer texts are truncated and flagged")
+    format: str = Field("auto", description=_FORMAT_HELP.replace("lines", "plain-text payloads", 1))
+    formats: dict[str, str] = Field(
+        default_factory=dict, description="header format per topic filter (+ and # allowed), overriding format"
+    )
 
     _regexes = field_validator("machine_pattern")(_check_regex)
+    _format = field_validator("format")(_check_format)
+    _formats = field_validator("formats")(_check_formats)
 
 
 class UpstreamSettings(BrokerSettings):

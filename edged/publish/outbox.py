@@ -72,6 +72,7 @@ class OutboxBuilder:
             "text": record.text[:MAX_TEXT_CHARS],
             "flags": record.flags.split() if record.flags else [],
             "template_id": result.template_id,
+            "header": result.header,
             "received_at": record.received_at,
             "analyzed_at": result.analyzed_at,
             "label": result.label,

@@ -29,6 +29,8 @@ class Claimed:
     attempts: int  # including this claim
     received_at: float
     priority: int
+    header: dict[str, str] | None = None  # parsed header fields (format, time, level, host, component, pid), raw text
+    message: str | None = None  # the line after its header; None when no header was parsed (use text)
 
 
 class RecordFields(Protocol):
@@ -91,6 +93,7 @@ class ResultRow:
     analyzed_at: float = field(default_factory=time.time)
     classified_by: str | None = None  # triage | slm | upstream: which path gave the label (None: no label)
     triage_version: int | None = None  # the triage model version that gave it
+    header: dict[str, str] | None = None  # the log line's parsed header fields (Claimed.header)
 
     def as_tuple(self) -> tuple:
         return (
@@ -112,13 +115,14 @@ class ResultRow:
             self.analyzed_at,
             self.classified_by,
             self.triage_version,
+            None if self.header is None else json.dumps(self.header, ensure_ascii=False),
         )
 
 
 INSERT_RESULT = (
     "INSERT OR REPLACE INTO results (record_id, template_id, label, severity, confidence, fields, summary,"
     " needs_review, path, model, model_sha256, backend, prompt_version, model_calls, latency_ms, analyzed_at,"
-    " classified_by, triage_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " classified_by, triage_version, header) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -200,7 +204,7 @@ def release(db: sqlite_utils.Database, owner: str) -> int:
 RESULT_COLUMNS = (
     "record_id", "template_id", "label", "severity", "confidence", "fields", "summary", "needs_review", "path",
     "model", "model_sha256", "backend", "prompt_version", "model_calls", "latency_ms", "analyzed_at",
-    "classified_by", "triage_version",
+    "classified_by", "triage_version", "header",
 )
 
 
@@ -214,7 +218,8 @@ def load_result(db: sqlite_utils.Database, record_id: str) -> ResultRow | None:
     if row is None:
         return None
     values = dict(zip(RESULT_COLUMNS, row))
-    values["fields"] = json.loads(values["fields"]) if values["fields"] is not None else None
+    for name in ("fields", "header"):
+        values[name] = json.loads(values[name]) if values[name] is not None else None
     values["needs_review"] = bool(values["needs_review"])
     return ResultRow(**values)
 

@@ -289,6 +289,15 @@ def create_learning_tables(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE results ADD COLUMN triage_version INTEGER")
 
 
+@migration(6)
+def add_log_headers(db: sqlite_utils.Database) -> None:
+    # A log line's parsed header fields (format, time, level, host, component, pid) as JSON, beside its
+    # result; a template belongs to one level and component.
+    db.execute("ALTER TABLE results ADD COLUMN header TEXT")
+    db.execute("ALTER TABLE templates ADD COLUMN level TEXT")
+    db.execute("ALTER TABLE templates ADD COLUMN component TEXT")
+
+
 @migration(10)
 def add_file_marks(db: sqlite_utils.Database) -> None:
     # A checksum of the bytes just before a file's stored offset (edged.sources.files.identity): a file

@@ -1,0 +1,174 @@
+"""Templates: only the message is mined, keyed by level and component; no line gets another template
+text's answer; template state survives a restart; ``edged templates`` shows the grouping."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from edged.analysis.analyzer import Analyzer
+from edged.analysis.templates import TemplateStore
+from edged.backends.fake import FakeBackend
+from edged.config.settings import AnalysisSettings, UpstreamSettings
+from edged.publish.outbox import OutboxBuilder
+from edged.store.database import connect, open_database
+from edged.store.records import NewRecord
+from edged.store.status import collect_status
+from edged.store.writer import StoreWriter, WriteBatch
+
+
+def scripted(request):
+    text = request.user
+    if "label" in request.schema["properties"]:
+        return {"label": "fault" if "ERROR" in text else "normal", "severity": 0}
+    return {k: None for k in request.schema["properties"]}
+
+
+class Env:
+    def __init__(self, path):
+        self.path = path
+        self.writer = StoreWriter(open_database(path))
+        self.writer.start()
+        self.backend = FakeBackend(answer=scripted)
+        self.analyzer = Analyzer(
+            AnalysisSettings(batch_size=50), self.backend, self.writer, connect(path), OutboxBuilder(UpstreamSettings())
+        )
+        self.n = 0
+
+    def put(self, *texts, source="file:/var/log/cnc-1.log"):
+        records = []
+        for t in texts:
+            self.n += 1
+            records.append(NewRecord(f"t:{self.n}", source, "cnc-1", "log", t, "", None, 0.0, 0))
+        self.writer.submit(WriteBatch(records=records)).result()
+
+    def rows(self, sql):
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def close(self):
+        self.writer.stop()
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path / "edged.db")
+    yield e
+    e.close()
+
+
+def test_only_the_message_is_mined_and_level_and_component_are_part_of_the_key():
+    miner = TemplateStore()
+    a = miner.mine("spindle 2 overtemp 91C", "ERROR", "drive")
+    b = miner.mine("spindle 3 overtemp 95C", "ERROR", "drive")
+    c = miner.mine("spindle 3 overtemp 95C", "INFO", "drive")
+    d = miner.mine("spindle 3 overtemp 95C", "ERROR", "coolant")
+    assert a.template_id == b.template_id and a.template == "spindle <*> overtemp <*>C"
+    assert b.params == ["3", "95"]
+    assert len({b.template_id, c.template_id, d.template_id}) == 3
+
+
+def test_a_different_constant_word_is_another_template_until_siblings_show_a_variable():
+    miner = TemplateStore()
+    begin, end = miner.mine("startAnimation begin"), miner.mine("startAnimation end")
+    assert begin.template_id != end.template_id  # "begin" and "end" are not parameters
+    users = [miner.mine(f"Invalid user {u} from 10.0.0.{i}") for i, u in enumerate(["admin", "oracle", "test", "pi"])]
+    assert users[-1].template == "Invalid user <*> from <*>" and users[-1].generalised
+    assert {miner.resolve(u.template_id) for u in users} == {users[0].template_id}
+
+
+def test_a_generalised_template_is_answered_afresh_and_never_lends_its_old_answer(env):
+    env.put(
+        "2026-11-27 10:00:01 INFO login uid=0 ok",  # template "login uid=<*> ok": asked
+        "2026-11-27 10:00:02 INFO login uid=root ok",  # generalises it to "login <*> ok": asked afresh
+        "2026-11-27 10:00:03 INFO login uid=5 ok",  # the new text's answer, computed for line 2
+    )
+    assert env.analyzer.run_once() == 3
+    assert len(env.backend.calls) == 4  # classify + extract, twice
+    paths = [r[0] for r in env.rows("SELECT path FROM results ORDER BY record_id")]
+    assert paths == ["model", "model", "template_cache"]
+    asked = [c.user for c in env.backend.calls]
+    assert any("uid=root" in u for u in asked)
+    status = collect_status(connect(env.path, readonly=True), env.path)
+    assert status["analysis"]["template_refreshes"] == 1
+    env.put("2026-11-27 10:00:04 INFO login uid=7 ok")
+    env.analyzer.run_once()
+    assert len(env.backend.calls) == 4  # the cache now holds the new text's answer
+
+
+def test_results_carry_the_header_fields_and_unparsed_lines_are_counted(env):
+    env.put(*[f"2026-11-27 10:00:{i:02d} ERROR spindle {i} overtemp {80 + i}C" for i in range(40)])
+    env.put("a line from some other program", source="file:/var/log/cnc-1.log")
+    env.analyzer.run_once()
+    header = json.loads(env.rows("SELECT header FROM results WHERE record_id = 't:1'")[0][0])
+    assert header == {"format": "iso_level", "time": "2026-11-27 10:00:00", "level": "ERROR"}
+    payload = json.loads(env.rows("SELECT payload FROM outbox WHERE record_id = 't:1'")[0][0])
+    assert payload["header"] == header
+    assert env.rows("SELECT header FROM results WHERE record_id = 't:41'")[0][0] is None
+    status = collect_status(connect(env.path, readonly=True), env.path)
+    assert status["counters"]["files.unparsed_lines"] == 1
+    assert env.rows("SELECT level FROM templates") == [("ERROR",), (None,)]
+
+
+def test_templates_survive_a_restart(tmp_path):
+    path = tmp_path / "edged.db"
+    first = Env(path)
+    first.put("2026-11-27 10:00:01 WARN valve 3 slow to open after 1200 ms")
+    first.analyzer.run_once()
+    tid = first.rows("SELECT template_id FROM results")[0][0]
+    first.close()
+    second = Env(path)  # a new process: the miner and the cache come back from SQLite
+    second.n = 1
+    second.put("2026-11-27 10:05:01 WARN valve 4 slow to open after 900 ms")
+    second.analyzer.run_once()
+    assert second.rows("SELECT template_id, path FROM results WHERE record_id = 't:2'") == [(tid, "template_cache")]
+    assert second.backend.calls == []
+    second.close()
+
+
+def test_state_round_trip_keeps_ids_and_merges():
+    miner = TemplateStore()
+    for u in ["admin", "oracle", "test", "pi"]:
+        miner.mine(f"Invalid user {u} from host")
+    restored = TemplateStore(miner.state_if_changed())
+    again = restored.mine("Invalid user guest from host")
+    assert again.template_id == 1 and not again.changed and restored.resolve(4) == 1 and restored.count == 1
+
+
+def test_edged_templates_json_uses_the_daemon_settings_and_writes_nothing(tmp_path):
+    log = tmp_path / "gw.log"
+    log.write_text(
+        "".join(f"2026-11-27 10:00:{i:02d},003 - modbus.poller - WARNING - register {40001 + i} timeout\n" for i in range(3))
+        + "not a header at all\n"
+    )
+    db = tmp_path / "state" / "edged.db"
+    config = tmp_path / "edged.toml"
+    config.write_text(f'[store]\npath = "{db}"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "edged", "templates", "--json", str(log), "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["format"] == "python_logging" and rows[0]["fields"]["component"] == "modbus.poller"
+    assert rows[0]["template"] == "register <*> timeout" and rows[0]["template_id"] == rows[2]["template_id"]
+    assert rows[3]["format"] is None and rows[3]["template"] == "not a header at all"
+    assert not db.exists()
+    table = subprocess.run(
+        [sys.executable, "-m", "edged", "templates", "--format", "iso_level", str(log), "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert table.returncode == 0 and "4 lines" in table.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "edged", "templates", "--format", "(?P<level>x)", str(log), "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "message" in bad.stderr and "Traceback" not in bad.stderr
