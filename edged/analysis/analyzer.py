@@ -83,6 +83,8 @@ def store_outcome(
         "analysis.failures": len(outcome.failures),
         "analysis.parked": parked,
     }
+    counters.update({f"analysis.ungrounded.{name}": n for name, n in outcome.ungrounded.items()})
+    counters.update({f"analysis.summaries.{event}": n for event, n in outcome.summaries.items()})
     db.conn.executemany(ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
     return parked
 
@@ -99,6 +101,7 @@ class Analyzer:
         reader: sqlite_utils.Database,
         outbox: OutboxBuilder | None = None,
         triage: TriageSettings | None = None,
+        timezone: str = "local",
     ) -> None:
         self.settings = settings
         self.triage = triage
@@ -114,6 +117,7 @@ class Analyzer:
             TemplateStore.load(reader),
             ResultCache(lambda key: load_cache_entry(reader, key)),
             self.router,
+            timezone,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -7,6 +7,12 @@
 - Classification is routed (edged.triage): where the triage classifier is confident its label is
   the answer and the model is not asked; otherwise the model is, shown similar labeled examples and
   choosing among the classifier's likeliest labels.
+- Fields come from structure first (edged.analysis.structured_fields: the log header, then
+  documented patterns); the model is asked only for the fields structure left empty (no call when
+  it filled them all), and a value it returns is kept only when it occurs in the text
+  (edged.analysis.grounding; rejections are counted per field).
+- A summary ends at its first repeated 4-word sequence, and one that names a number or code its
+  report does not is generated once more, then kept flagged for review with the reason.
 - Calls are grouped by task (all classifications, then all extractions, then summaries), so
   consecutive calls share their task's system prompt and llama.cpp reuses its KV cache.
 """
@@ -29,10 +35,15 @@ from edged.analysis.tasks import (
     TaskSpec,
     among,
     build_specs,
+    extract_budget,
+    extract_schema,
     label_confidence,
     parse_answer,
     request_for,
 )
+from edged.analysis.grounding import grounded
+from edged.analysis.structured_fields import MODEL, FieldReader, Structured
+from edged.analysis.summary_check import REPEAT_NGRAM, check_summary
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
@@ -62,6 +73,11 @@ class _Work:
     triage_version: int | None = None
     examples: list[Example] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
+    structured: Structured = field(default_factory=Structured)
+    model_fields: list[str] = field(default_factory=list)  # fields structure left for the model
+    ungrounded: list[str] = field(default_factory=list)  # fields whose model value was not in the text
+    review: list[str] = field(default_factory=list)  # why the result needs review, beyond confidence
+    summary_events: list[str] = field(default_factory=list)  # cut, regenerated, failed_check
 
 
 @dataclass
@@ -74,6 +90,8 @@ class BatchOutcome:
     model_calls: int
     cache_hits: dict[str, int]
     records: dict[str, Claimed] = field(default_factory=dict)  # the claimed records, by record_id
+    ungrounded: dict[str, int] = field(default_factory=dict)  # field -> model values rejected as not in the text
+    summaries: dict[str, int] = field(default_factory=dict)  # cut, regenerated, failed_check -> summaries
 
 
 class Interrupted(Exception):
@@ -107,8 +125,10 @@ class Pipeline:
         templates: TemplateStore,
         cache: ResultCache,
         router: Router | None = None,
+        timezone: str = "local",
     ):
         self.settings = settings
+        self.reader = FieldReader(settings.extract_fields, settings.patterns, timezone)
         self.router = router
         self.backend = backend
         self.templates = templates
@@ -135,9 +155,12 @@ class Pipeline:
         needs: dict[str, list[_Work]] = {CLASSIFY: [], EXTRACT: [], SUMMARIZE: []}
         first_of_template: dict[int, _Work] = {}
         for w in works:
+            self._read_structure(w)
             if w.record.kind == "incident":
-                for task in (CLASSIFY, EXTRACT, SUMMARIZE):
-                    needs[task].append(w)
+                needs[CLASSIFY].append(w)
+                if w.model_fields:
+                    needs[EXTRACT].append(w)
+                needs[SUMMARIZE].append(w)
                 continue
             w.mined = self.templates.mine(w.record.text)
             tid = w.mined.template_id
@@ -159,7 +182,8 @@ class Pipeline:
             else:
                 first_of_template[tid] = w
                 needs[CLASSIFY].append(w)
-                needs[EXTRACT].append(w)
+                if w.model_fields:
+                    needs[EXTRACT].append(w)
         # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
         if self.router is not None and needs[CLASSIFY]:
             self._route(needs)
@@ -198,7 +222,13 @@ class Pipeline:
                 new_cache[key] = entry
                 self.cache.put(key, entry)
         results, failures = [], []
+        ungrounded: dict[str, int] = {}
+        summaries: dict[str, int] = {}
         for w in works:
+            for name in w.ungrounded:
+                ungrounded[name] = ungrounded.get(name, 0) + 1
+            for event in w.summary_events:
+                summaries[event] = summaries.get(event, 0) + 1
             if w.error is not None:
                 failures.append((w.record.record_id, w.error))
             else:
@@ -212,6 +242,8 @@ class Pipeline:
             model_calls=model_calls,
             cache_hits=hits,
             records={r.record_id: r for r in records},
+            ungrounded=ungrounded,
+            summaries=summaries,
         )
 
     def _route(self, needs: dict[str, list[_Work]]) -> None:
@@ -226,7 +258,15 @@ class Pipeline:
                 ask.append(w)
         needs[CLASSIFY] = ask
 
-    def _ask(self, w: _Work, task: str) -> int:
+    def _read_structure(self, w: _Work) -> None:
+        r = w.record
+        w.structured = self.reader.read(
+            r.text, header=getattr(r, "header", None), message=getattr(r, "message", None),
+            machine=r.machine, received_at=r.received_at,
+        )
+        w.model_fields = self.reader.for_model(w.structured.fields)
+
+    def _ask(self, w: _Work, task: str, retry_note: str = "") -> int:
         spec = self.specs[task]
         examples = [(e.text, e.label) for e in w.examples] if task == CLASSIFY else None
         request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind, examples=examples)
@@ -234,6 +274,14 @@ class Pipeline:
         if task == CLASSIFY and w.candidates:
             request = dataclasses.replace(request, schema=among(spec, w.candidates))
             labels = w.candidates
+        elif task == EXTRACT:
+            # Only the fields structure left empty: a smaller grammar and fewer tokens to write.
+            request = dataclasses.replace(
+                request, schema=extract_schema(self.settings, w.model_fields),
+                max_tokens=extract_budget(self.settings, w.model_fields),
+            )
+        elif task == SUMMARIZE:
+            request = dataclasses.replace(request, user=request.user + retry_note, stop_repeat_ngram=REPEAT_NGRAM)
         started = time.perf_counter()
         try:
             completion = self.backend.complete(request)
@@ -253,7 +301,36 @@ class Pipeline:
         if task == CLASSIFY:
             w.confidence = label_confidence(completion, answer["label"], labels)
             w.classified_by = SLM
+        elif task == EXTRACT:
+            self._ground(w, answer)
+        elif task == SUMMARIZE:
+            return 1 + self._check_summary(w, answer, completion.repetition_cut, retried=bool(retry_note))
         return 1
+
+    def _ground(self, w: _Work, fields: dict[str, Any]) -> None:
+        """Null every value that does not occur in the record's text, and count it."""
+        for name, value in fields.items():
+            if value is not None and not grounded(value, w.record.text):
+                fields[name] = None
+                w.ungrounded.append(name)
+
+    def _check_summary(self, w: _Work, answer: dict[str, Any], cut_by_backend: bool, retried: bool) -> int:
+        """Cut the summary at a repetition; regenerate once when it names what the report does not.
+        Returns the extra model calls made."""
+        text, cut, missing = check_summary(answer.get("summary") or "", w.record.text)
+        answer["summary"] = text
+        if cut or cut_by_backend:
+            w.summary_events.append("cut")
+        if not missing:
+            return 0
+        if not retried:
+            w.summary_events.append("regenerated")
+            note = (f"\n\nThe report does not mention {', '.join(missing[:8])}. Write the summary again using"
+                    " only what the report says.")
+            return self._ask(w, SUMMARIZE, retry_note=note)
+        w.summary_events.append("failed_check")
+        w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
+        return 0
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:
         """Reuse a template's answers; per-line values come from this line's own parameters."""
@@ -265,11 +342,30 @@ class Pipeline:
             for name, index in param_map.items():
                 fields[name] = _as_type(params[index], fields[name])
             answers[EXTRACT] = fields
+        if EXTRACT in answers:
+            # The template's first line grounded its values; this line must contain them too.
+            fields = {k: v for k, v in answers[EXTRACT].items() if k in w.model_fields}
+            self._ground(w, fields)
+            answers[EXTRACT] = fields
         w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
         w.classified_by, w.triage_version = entry.get("classified_by", SLM), entry.get("triage_version")
 
+    def _fields(self, w: _Work) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        """Every configured field: structure's values, then the model's for the fields left empty."""
+        if not self.settings.extract_fields:
+            return None, None
+        fields: dict[str, Any] = dict.fromkeys(self.settings.extract_fields)
+        sources: dict[str, str] = {}
+        for name, value in (w.answers.get(EXTRACT) or {}).items():
+            if name in w.model_fields and value is not None:
+                fields[name], sources[name] = value, MODEL
+        fields.update(w.structured.fields)
+        sources.update(w.structured.sources)
+        return fields, sources
+
     def _result(self, w: _Work) -> ResultRow:
         classify = w.answers.get(CLASSIFY, {})
+        fields, sources = self._fields(w)
         confidence = w.confidence
         threshold = self.settings.confidence_threshold
         return ResultRow(
@@ -278,9 +374,9 @@ class Pipeline:
             label=classify.get("label"),
             severity=classify.get("severity"),
             confidence=confidence,
-            fields=w.answers.get(EXTRACT),
+            fields=fields,
             summary=w.answers.get(SUMMARIZE, {}).get("summary"),
-            needs_review=confidence is None or confidence < threshold,
+            needs_review=confidence is None or confidence < threshold or bool(w.review),
             path=w.path,
             model=self.backend.model_name,
             model_sha256=self.backend.model_sha256,
@@ -290,6 +386,8 @@ class Pipeline:
             latency_ms=round(w.latency_s * 1000, 2) if w.calls else None,
             classified_by=w.classified_by if CLASSIFY in w.answers else None,
             triage_version=w.triage_version,
+            fields_source=sources,
+            review_reason="; ".join(w.review) or None,
         )
 
 

@@ -27,6 +27,8 @@ class Claimed:
     attempts: int  # including this claim
     received_at: float
     priority: int
+    header: dict[str, str] | None = None  # parsed header fields (format, time, level, host, component, pid), raw text
+    message: str | None = None  # the line after its header; None when no header was parsed (use text)
 
 
 @dataclass
@@ -49,6 +51,8 @@ class ResultRow:
     analyzed_at: float = field(default_factory=time.time)
     classified_by: str | None = None  # triage | slm | upstream: which path gave the label (None: no label)
     triage_version: int | None = None  # the triage model version that gave it
+    fields_source: dict[str, str] | None = None  # field -> header | record | pattern | model (non-null fields)
+    review_reason: str | None = None  # why needs_review is set beyond low confidence (e.g. a summary that failed its check)
 
     def as_tuple(self) -> tuple:
         return (
@@ -70,13 +74,16 @@ class ResultRow:
             self.analyzed_at,
             self.classified_by,
             self.triage_version,
+            None if self.fields_source is None else json.dumps(self.fields_source),
+            self.review_reason,
         )
 
 
 INSERT_RESULT = (
     "INSERT OR REPLACE INTO results (record_id, template_id, label, severity, confidence, fields, summary,"
     " needs_review, path, model, model_sha256, backend, prompt_version, model_calls, latency_ms, analyzed_at,"
-    " classified_by, triage_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " classified_by, triage_version, fields_source, review_reason)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

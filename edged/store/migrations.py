@@ -287,3 +287,11 @@ def create_learning_tables(db: sqlite_utils.Database) -> None:
     # Which path classified a result: the triage classifier (no model call) or the language model.
     db.execute("ALTER TABLE results ADD COLUMN classified_by TEXT")
     db.execute("ALTER TABLE results ADD COLUMN triage_version INTEGER")
+
+
+@migration(7)
+def grounded_fields(db: sqlite_utils.Database) -> None:
+    # Where each extracted field came from (header, record, pattern, model), and why a result needs
+    # review beyond a low confidence (a summary that names what its report does not).
+    db.execute("ALTER TABLE results ADD COLUMN fields_source TEXT")
+    db.execute("ALTER TABLE results ADD COLUMN review_reason TEXT")
