@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_NUMBER = r"(?<![\w.\-/])(?P<value>[-+]?\d+(?:\.\d+)?)"
+_NUMBER = r"(?<![\w.\-/:])(?P<value>[-+]?\d+(?:\.\d+)?)"
 _UNITS = (
     r"°\s?[CF]|deg\s?[CF]|[CF]"
     r"|rpm|RPM|r/min"
@@ -36,7 +36,7 @@ _UNITS = (
     r"|Nm"
 )
 DEFAULT_PATTERNS: dict[str, list[str]] = {
-    "value": [_NUMBER + r"\s?(?P<unit>" + _UNITS + r")(?![A-Za-z0-9°])"],
+    "value": [_NUMBER + r"\s?(?P<unit>" + _UNITS + r")(?![A-Za-z0-9°:])"],
     "error_code": [
         r"(?<![\w-])(?:E|ERR|ALM|ALARM|AL|F|FLT|FAULT)-?\s?\d{2,6}(?![\w.])"
         r"|(?<![\w-])(?:ALM|ALARM|FAULT|ERR)\s\d{1,6}(?![\w.])",

@@ -5,7 +5,7 @@ prompt and grammar do, this check is what guarantees that an extracted value was
 
 - a string must occur in the text, ignoring case and runs of whitespace, starting and ending at
   word boundaries where it starts or ends with a letter or digit (so ``12`` is not found in
-  ``4123``, but is in ``EX-12``);
+  ``4123``, but is in ``EX-12``; a unit may follow its number: ``s`` in ``1810s``);
 - a number must occur in the text as a number (``91.5`` in ``91.5C``; ``12`` in ``EX-12``), not
   as a piece of a longer one.
 """
@@ -30,7 +30,8 @@ def string_in_text(value: str, text: str) -> bool:
     hay = _fold(text)
     pattern = re.escape(needle).replace(r"\ ", r"\s+")
     if needle[0].isalnum():
-        pattern = r"(?<![^\W_])" + pattern if not needle[0].isdigit() else r"(?<![\d.,])" + pattern
+        # a word must not continue a word (a unit may follow a digit: "s" in "1810s")
+        pattern = (r"(?<![^\W\d_])" if not needle[0].isdigit() else r"(?<![\d.,])") + pattern
     if needle[-1].isalnum():
         pattern = pattern + (r"(?![^\W_])" if not needle[-1].isdigit() else r"(?!\d|[.,]\d)")
     return re.search(pattern, hay) is not None

@@ -126,8 +126,10 @@ class Pipeline:
         cache: ResultCache,
         router: Router | None = None,
         timezone: str = "local",
+        tasks: tuple[str, ...] = (CLASSIFY, EXTRACT, SUMMARIZE),
     ):
         self.settings = settings
+        self.tasks = tasks  # what this pipeline asks the model (edged eval --task extract: only extract)
         self.reader = FieldReader(settings.extract_fields, settings.patterns, timezone)
         self.router = router
         self.backend = backend
@@ -185,6 +187,7 @@ class Pipeline:
                 if w.model_fields:
                     needs[EXTRACT].append(w)
         # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
+        needs = {task: (ws if task in self.tasks else []) for task, ws in needs.items()}
         if self.router is not None and needs[CLASSIFY]:
             self._route(needs)
         # 3. The model, one task at a time.
