@@ -311,9 +311,10 @@ class Pipeline:
         return 1
 
     def _ground(self, w: _Work, fields: dict[str, Any]) -> None:
-        """Null every value that does not occur in the record's text, and count it."""
+        """Null every value that does not occur in the record's text (or, for error_code, has no digit),
+        and count it."""
         for name, value in fields.items():
-            if value is not None and not grounded(value, w.record.text):
+            if value is not None and (not grounded(value, w.record.text) or not _plausible(name, value)):
                 fields[name] = None
                 w.ungrounded.append(name)
 
@@ -392,6 +393,11 @@ class Pipeline:
             fields_source=sources,
             review_reason="; ".join(w.review) or None,
         )
+
+
+def _plausible(name: str, value: Any) -> bool:
+    """An error code has a digit in it: "L" or "leak" copied from the text is not one."""
+    return name != "error_code" or any(ch.isdigit() for ch in str(value))
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:
