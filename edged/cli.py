@@ -152,7 +152,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze_text(
             backend, loaded.settings.analysis, text.strip(), tasks=args.task or default_tasks(args.kind),
-            kind=args.kind, machine=args.machine,
+            kind=args.kind, machine=args.machine, timezone=loaded.settings.logs.timezone,
         )
     finally:
         backend.close()

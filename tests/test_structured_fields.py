@@ -154,12 +154,12 @@ REPORT = ("Operator reported hydraulic oil leaking from the left boom cylinder o
           " lost. Replace seal kit SK-7 and check hose H-44 for abrasion.")
 
 
-@pytest.mark.parametrize("value", ["EX-12", "left  BOOM cylinder", "hose H-44", 2, 2.0, "12"])
+@pytest.mark.parametrize("value", ["EX-12", "left  BOOM cylinder", "hose H-44", 2, 2.0, "2 L"])
 def test_values_in_the_text_are_grounded(value):
     assert grounded(value, REPORT)
 
 
-@pytest.mark.parametrize("value", ["2022-01-01T12:30:00Z", "EX-13", "seals", 12.5, 44.0 + 1, "H-4", "1"])
+@pytest.mark.parametrize("value", ["2022-01-01T12:30:00Z", "EX-13", "seals", 12.5, 44.0 + 1, "H-4", "1", "12", 12, 44])
 def test_values_not_in_the_text_are_not(value):
     assert not grounded(value, REPORT)
 

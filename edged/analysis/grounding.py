@@ -4,10 +4,11 @@ A 135M model can be trusted to pick, not to copy: it invents dates, codes and pa
 prompt and grammar do, this check is what guarantees that an extracted value was in the text:
 
 - a string must occur in the text, ignoring case and runs of whitespace, starting and ending at
-  word boundaries where it starts or ends with a letter or digit (so ``12`` is not found in
-  ``4123``, but is in ``EX-12``; a unit may follow its number: ``s`` in ``1810s``);
-- a number must occur in the text as a number (``91.5`` in ``91.5C``; ``12`` in ``EX-12``), not
-  as a piece of a longer one.
+  word boundaries where it starts or ends with a letter or digit (``12`` is not found in ``4123``,
+  nor, as a piece of an identifier, in ``EX-12`` or ``R12``; a unit may follow its number: ``s``
+  in ``1810s``);
+- a number must occur in the text as a number (``91.5`` in ``91.5C``), not as a piece of a longer
+  number or of an identifier (not ``12`` in ``EX-12``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import re
 from typing import Any
 
 _SPACE = re.compile(r"\s+")
-_NUMBERS = re.compile(r"\d+(?:[.,]\d+)?")
+# A number is not a piece of an identifier: not 12 in "EX-12" or "R12", nor 7 in "blk_7".
+_NUMBERS = re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:[.,]\d+)?")
 
 
 def _fold(text: str) -> str:
@@ -31,7 +33,7 @@ def string_in_text(value: str, text: str) -> bool:
     pattern = re.escape(needle).replace(r"\ ", r"\s+")
     if needle[0].isalnum():
         # a word must not continue a word (a unit may follow a digit: "s" in "1810s")
-        pattern = (r"(?<![^\W\d_])" if not needle[0].isdigit() else r"(?<![\d.,])") + pattern
+        pattern = (r"(?<![^\W\d_])" if not needle[0].isdigit() else r"(?<![\w.,])(?<![^\W\d_]-)") + pattern
     if needle[-1].isalnum():
         pattern = pattern + (r"(?![^\W_])" if not needle[-1].isdigit() else r"(?!\d|[.,]\d)")
     return re.search(pattern, hay) is not None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -311,8 +312,8 @@ class Pipeline:
         return 1
 
     def _ground(self, w: _Work, fields: dict[str, Any]) -> None:
-        """Null every value that does not occur in the record's text (or, for error_code, has no digit),
-        and count it."""
+        """Null every value that does not occur in the record's text or lacks its field's shape
+        (``_plausible``), and count it."""
         for name, value in fields.items():
             if value is not None and (not grounded(value, w.record.text) or not _plausible(name, value)):
                 fields[name] = None
@@ -396,8 +397,18 @@ class Pipeline:
 
 
 def _plausible(name: str, value: Any) -> bool:
-    """An error code has a digit in it: "L" or "leak" copied from the text is not one."""
-    return name != "error_code" or any(ch.isdigit() for ch in str(value))
+    """The shape a field's value must have, beyond being in the text: an error code has a digit and is
+    not a date ("L", "leak" or "2005-06-03" copied from the text is not a code); a unit has no digit
+    ("J05-U01" is not a unit)."""
+    text = str(value)
+    if name == "error_code":
+        return any(ch.isdigit() for ch in text) and not _DATE.search(text)
+    if name == "unit":
+        return not any(ch.isdigit() for ch in text) and len(text) <= 12
+    return True
+
+
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:
