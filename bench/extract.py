@@ -8,6 +8,9 @@ Parts:
   Rows 1-1000 of each system are the development part, rows 1001-2000 the held-out part reported
   by default (``--split dev`` for the other). Also: every non-null value checked against the line
   (``ungrounded``), model calls and model seconds per call (one extraction per new template).
+- ``speed``: model seconds per new template for classify + extract, on the first line of new
+  templates (held-out part): the baseline (every field asked of the model, as edged did before)
+  and edged, alternating on the same lines in the same run, so load on the machine affects both.
 - ``incidents``: N reports each (default 50) from MaintIE and the excavator work orders (the second
   half of each file unless ``--split dev``) through extraction and summaries: ungrounded values,
   summaries cut at a repetition, generated again, kept failing their check; and, checked afresh on
@@ -38,8 +41,13 @@ def _backend(kind: str):
     from edged.backends.fake import FakeBackend
 
     if kind == "none":
-        return FakeBackend(answer=lambda r: {k: None for k in r.schema["properties"]} if "summary" not in
-                           r.schema["properties"] else {"summary": "no summary"})
+        def nulls(request):
+            props = request.schema["properties"]
+            if "label" in props:
+                return {"label": props["label"]["enum"][0], "severity": 0}
+            return {"summary": "no summary"} if "summary" in props else dict.fromkeys(props)
+
+        return FakeBackend(answer=nulls)
     from edged.app import build_backend
     from edged.config.settings import Settings
 
@@ -107,6 +115,66 @@ def run_loghub(backend, n: int, split: str, headers: bool) -> dict:
     }
 
 
+# The extraction prompt and schema edged used before fields came from structure: every field asked of
+# the model, event_time included. The baseline of the speed part.
+BASELINE_EXTRACT_SYSTEM = (
+    "You extract fields from log lines and incident reports of industrial machines. "
+    "Fields: machine, component, error_code, value, unit, event_time. Copy values from the text; use null when a "
+    "field is not in the text. Answer only with JSON."
+)
+BASELINE_FIELDS = {"machine": "string", "component": "string", "error_code": "string", "value": "number",
+                   "unit": "string", "event_time": "string"}
+
+
+def run_speed(backend, per_system: int) -> dict:
+    """Model seconds per new template, classify + extract: the baseline (every field asked) and edged
+    (header and patterns first, the model for the rest), on the same lines, alternating, in one run."""
+    from edged.analysis.pipeline import Pipeline, ResultCache
+    from edged.analysis.tasks import CLASSIFY, EXTRACT, build_specs, extract_budget, extract_schema, request_for
+    from edged.analysis.templates import TemplateStore
+    from edged.backends.base import CompletionRequest
+    from edged.config.settings import AnalysisSettings
+    from edged.store.inbox import Claimed
+
+    base_settings = AnalysisSettings(extract_fields=BASELINE_FIELDS)
+    classify = build_specs(AnalysisSettings())[CLASSIFY]
+    rows = []
+    for system in HEADERS:
+        seen = set()
+        parse = parser_for(system)
+        store = TemplateStore()
+        for row in loghub_rows(system, 1000, 1000):
+            mined = store.mine(row["Text"])
+            if mined.template_id in seen:
+                continue
+            seen.add(mined.template_id)
+            rows.append((system, row["Text"], parse))
+            if len(seen) >= per_system:
+                break
+    base_s, edged_s, edged_calls = [], [], 0
+    for system, text, parse in rows:
+        t = time.perf_counter()
+        backend.complete(request_for(classify, text))
+        backend.complete(CompletionRequest(BASELINE_EXTRACT_SYSTEM, request_for(classify, text).user,
+                                           extract_schema(base_settings, list(BASELINE_FIELDS)),
+                                           extract_budget(base_settings, list(BASELINE_FIELDS))))
+        base_s.append(time.perf_counter() - t)
+        header, message = parse(text)
+        pipe = Pipeline(AnalysisSettings(), backend, TemplateStore(), ResultCache(lambda k: None), None, "UTC",
+                        tasks=(CLASSIFY, EXTRACT))
+        t = time.perf_counter()
+        outcome = pipe.analyze([Claimed(0, "s", system, None, "log", text, "", 1, RECEIVED_AT, 0, header, message)])
+        edged_s.append(time.perf_counter() - t)
+        edged_calls += outcome.model_calls
+        print(f"  speed {system}: baseline {base_s[-1]:.1f} s, edged {edged_s[-1]:.1f} s", file=sys.stderr, flush=True)
+    med = lambda v: sorted(v)[len(v) // 2] if v else None  # noqa: E731
+    return {"templates": len(rows), "baseline_s_per_template_mean": round(sum(base_s) / len(base_s), 2),
+            "edged_s_per_template_mean": round(sum(edged_s) / len(edged_s), 2),
+            "baseline_s_per_template_median": round(med(base_s), 2), "edged_s_per_template_median": round(med(edged_s), 2),
+            "edged_over_baseline": round(sum(edged_s) / sum(base_s), 3), "edged_model_calls": edged_calls,
+            "baseline_model_calls": 2 * len(rows)}
+
+
 def incident_texts(n: int, split: str) -> list[tuple[str, str]]:
     maintie = [item["text"] for item in json.loads((INCIDENTS_DIR / "maintie" / "gold_release.json").read_text())]
     with (INCIDENTS_DIR / "nist_excavators" / "excavators-cleaned.csv").open(newline="", encoding="utf-8") as f:
@@ -119,7 +187,7 @@ def incident_texts(n: int, split: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_incidents(backend, n: int, split: str) -> dict:
+def run_incidents(backend, n: int, split: str, summaries: int) -> dict:
     from edged.analysis.grounding import grounded
     from edged.analysis.pipeline import Pipeline, ResultCache
     from edged.analysis.structured_fields import RECORD
@@ -131,15 +199,20 @@ def run_incidents(backend, n: int, split: str) -> dict:
     from edged.store.inbox import Claimed
 
     texts = incident_texts(n, split)
-    pipeline = Pipeline(AnalysisSettings(), backend, TemplateStore(), ResultCache(lambda k: None), None, "UTC",
-                        tasks=(EXTRACT, SUMMARIZE))
+    summarized = {i for i, (src, _) in enumerate(texts)
+                  if sum(1 for s, _ in texts[:i] if s == src) < summaries}  # the first K of each source
+    settings = AnalysisSettings()
+    both = Pipeline(settings, backend, TemplateStore(), ResultCache(lambda k: None), None, "UTC",
+                    tasks=(EXTRACT, SUMMARIZE))
+    extract_only = Pipeline(settings, backend, TemplateStore(), ResultCache(lambda k: None), None, "UTC",
+                            tasks=(EXTRACT,))
     values = ungrounded = calls = repeated = unsupported_n = review = 0
     events: dict[str, int] = {}
     examples = []
     started = time.perf_counter()
     for i, (source, text) in enumerate(texts):
         rec = Claimed(i, f"inc:{i}", source, None, "incident", text, "", 1, RECEIVED_AT, 10)
-        outcome = pipeline.analyze([rec])
+        outcome = (both if i in summarized else extract_only).analyze([rec])
         calls += outcome.model_calls
         for k, v in outcome.summaries.items():
             events[k] = events.get(k, 0) + v
@@ -149,18 +222,20 @@ def run_incidents(backend, n: int, split: str) -> dict:
                     continue
                 values += 1
                 ungrounded += not grounded(value, text)
+            if i not in summarized:
+                continue
             summary = result.summary or ""
             repeated += first_repeat(summary, REPEAT_NGRAM) is not None
             missing = unsupported(summary, text)
             unsupported_n += bool(missing)
             review += bool(result.review_reason)
-            if len(examples) < 8:
+            if len(examples) < 12:
                 examples.append({"text": text, "summary": summary, "fields": result.fields,
                                  "sources": result.fields_source, "review_reason": result.review_reason})
         if (i + 1) % 10 == 0:
             print(f"  incidents {i + 1}/{len(texts)}", file=sys.stderr, flush=True)
     return {
-        "split": split, "reports": len(texts), "values_returned": values, "ungrounded": ungrounded,
+        "split": split, "reports": len(texts), "summarized": len(summarized), "values_returned": values, "ungrounded": ungrounded,
         "model_calls": calls, "seconds": round(time.perf_counter() - started, 1), "summary_events": events,
         "final_summaries_with_repeated_4gram": repeated, "final_summaries_naming_what_report_does_not": unsupported_n,
         "flagged_for_review": review, "examples": examples,
@@ -169,9 +244,11 @@ def run_incidents(backend, n: int, split: str) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--parts", default="loghub,incidents")
+    p.add_argument("--parts", default="speed,loghub,incidents")
+    p.add_argument("--speed-templates", type=int, default=1, help="new templates per system in the speed part")
     p.add_argument("--lines", type=int, default=100, help="Loghub lines per system")
     p.add_argument("--reports", type=int, default=50, help="incident reports per source (MaintIE, excavators)")
+    p.add_argument("--summaries", type=int, default=10, help="of which this many per source are also summarized")
     p.add_argument("--split", choices=["dev", "heldout"], default="heldout")
     p.add_argument("--backend", choices=["model", "none"], default="model")
     p.add_argument("--no-headers", action="store_true", help="give the analysis no headers (patterns and model only)")
@@ -183,11 +260,14 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict = {"backend": args.backend}
     parts = args.parts.split(",")
     try:
+        if "speed" in parts:
+            out["speed"] = run_speed(backend, args.speed_templates)
+            print(json.dumps(out["speed"], indent=1), file=sys.stderr)
         if "loghub" in parts:
             out["loghub"] = run_loghub(backend, args.lines, args.split, not args.no_headers)
             print(json.dumps({k: v for k, v in out["loghub"].items() if k != "systems"}, indent=1), file=sys.stderr)
         if "incidents" in parts:
-            out["incidents"] = run_incidents(backend, args.reports, args.split)
+            out["incidents"] = run_incidents(backend, args.reports, args.split, args.summaries)
             print(json.dumps({k: v for k, v in out["incidents"].items() if k != "examples"}, indent=1), file=sys.stderr)
     finally:
         backend.close()
