@@ -79,3 +79,22 @@ def test_a_line_whose_structure_fills_every_field_makes_no_extraction_call(real_
         "machine": "plc-04", "component": "hydraulics", "error_code": "ALM 203", "value": 4.2, "unit": "bar",
         "event_time": "2026-06-14T15:16:01+00:00", "level": "ERROR",
     }
+
+
+def test_llama_cpp_stops_a_summary_where_it_starts_repeating(real_backend):
+    import dataclasses
+    import json
+
+    from edged.analysis.tasks import SUMMARIZE, build_specs, request_for
+    from edged.backends.repetition import first_repeat
+
+    report = ("pump 3 leaking oil at the seal, pump 3 leaking oil at the seal, pump 3 leaking oil at the seal,"
+              " pump 3 leaking oil at the seal")
+    request = request_for(build_specs(AnalysisSettings())[SUMMARIZE], report, kind="incident")
+    free = json.loads(real_backend.complete(request).text)["summary"]
+    assert first_repeat(free, 4) is not None, f"the model did not loop on this report: {free!r}"
+    stopped = real_backend.complete(dataclasses.replace(request, stop_repeat_ngram=4))
+    summary = json.loads(stopped.text)["summary"]  # the document was closed where decoding stopped
+    assert stopped.repetition_cut
+    assert first_repeat(summary, 4) is None
+    assert free.startswith(summary.rstrip(" ,"))
