@@ -48,10 +48,38 @@ def _backend(kind: str):
             return {"summary": "no summary"} if "summary" in props else dict.fromkeys(props)
 
         return FakeBackend(answer=nulls)
+    if kind == "invent":
+        return FakeBackend(answer=_inventing)
     from edged.app import build_backend
     from edged.config.settings import Settings
 
     return build_backend(Settings())
+
+
+def _inventing(request):
+    """A model at its worst, to test the guarantee rather than the model: every field filled, half the
+    time with a word or number of the text, half the time with one made up (seeded by the text)."""
+    import random
+    import re
+
+    props = request.schema["properties"]
+    if "label" in props:
+        return {"label": props["label"]["enum"][0], "severity": 0}
+    text = request.user.split(":\n", 1)[-1]
+    rng = random.Random(text)
+    words = re.findall(r"[\w.-]+", text) or ["x"]
+    if "summary" in props:
+        return {"summary": " ".join(rng.choice(words) for _ in range(8)) + " on 2022-01-01, part SK-8"}
+    out = {}
+    for name, prop in props.items():
+        kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        made_up = rng.random() < 0.5
+        if "number" in kinds or "integer" in kinds:
+            nums = [w for w in words if re.fullmatch(r"\d+(?:\.\d+)?", w)]
+            out[name] = rng.randint(1, 999) if made_up or not nums else float(rng.choice(nums))
+        else:
+            out[name] = rng.choice(["2022-01-01T12:30:00Z", "L", "E-4711", "left boom"]) if made_up else rng.choice(words)
+    return out
 
 
 def _structured_csv(system: str) -> Path:
@@ -77,6 +105,7 @@ def run_loghub(backend, n: int, split: str, headers: bool) -> dict:
     start = 0 if split == "dev" else 1000
     per_system, totals = {}, {}
     values = ungrounded = calls = 0
+    dropped: dict[str, int] = {}
     model_seconds = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for system in HEADERS:
@@ -90,6 +119,8 @@ def run_loghub(backend, n: int, split: str, headers: bool) -> dict:
             data = load_extract_csv(path, "Text", spec)
             r = evaluate_extract(backend, AnalysisSettings(), data, timezone="UTC", received_at=RECEIVED_AT,
                                  parse_header=parser_for(system) if headers else None)
+            for k, v in r["dropped_by_grounding"].items():
+                dropped[k] = dropped.get(k, 0) + v
             per_system[system] = {k: r[k] for k in ("fields", "values_returned", "ungrounded", "ungrounded_examples",
                                                     "model_calls", "model_seconds", "model_seconds_per_call")}
             values += r["values_returned"]
@@ -108,7 +139,8 @@ def run_loghub(backend, n: int, split: str, headers: bool) -> dict:
         t["accuracy"] = round(t["right"] / t["rows_with_truth"], 4) if t["rows_with_truth"] else None
     return {
         "split": split, "lines_per_system": n, "lines": n * len(HEADERS), "headers": headers,
-        "fields": totals, "values_returned": values, "ungrounded": ungrounded, "model_calls": calls,
+        "fields": totals, "values_returned": values, "ungrounded": ungrounded, "dropped_by_grounding": dropped,
+        "model_calls": calls,
         "model_seconds": round(model_seconds, 2),
         "model_seconds_per_template": round(model_seconds / calls, 3) if calls else None,
         "systems": per_system,
@@ -126,7 +158,7 @@ BASELINE_FIELDS = {"machine": "string", "component": "string", "error_code": "st
                    "unit": "string", "event_time": "string"}
 
 
-def run_speed(backend, per_system: int) -> dict:
+def run_speed(backend, per_system: int, limit: int = 0) -> dict:
     """Model seconds per new template, classify + extract: the baseline (every field asked) and edged
     (header and patterns first, the model for the rest), on the same lines, alternating, in one run."""
     from edged.analysis.pipeline import Pipeline, ResultCache
@@ -152,6 +184,7 @@ def run_speed(backend, per_system: int) -> dict:
             if len(seen) >= per_system:
                 break
     base_s, edged_s, edged_calls = [], [], 0
+    rows = rows[:limit] if limit else rows
     for system, text, parse in rows:
         t = time.perf_counter()
         backend.complete(request_for(classify, text))
@@ -207,6 +240,7 @@ def run_incidents(backend, n: int, split: str, summaries: int) -> dict:
     extract_only = Pipeline(settings, backend, TemplateStore(), ResultCache(lambda k: None), None, "UTC",
                             tasks=(EXTRACT,))
     values = ungrounded = calls = repeated = unsupported_n = review = 0
+    dropped: dict[str, int] = {}
     events: dict[str, int] = {}
     examples = []
     started = time.perf_counter()
@@ -214,6 +248,8 @@ def run_incidents(backend, n: int, split: str, summaries: int) -> dict:
         rec = Claimed(i, f"inc:{i}", source, None, "incident", text, "", 1, RECEIVED_AT, 10)
         outcome = (both if i in summarized else extract_only).analyze([rec])
         calls += outcome.model_calls
+        for k, v in outcome.ungrounded.items():
+            dropped[k] = dropped.get(k, 0) + v
         for k, v in outcome.summaries.items():
             events[k] = events.get(k, 0) + v
         for result in outcome.results:
@@ -236,7 +272,7 @@ def run_incidents(backend, n: int, split: str, summaries: int) -> dict:
             print(f"  incidents {i + 1}/{len(texts)}", file=sys.stderr, flush=True)
     return {
         "split": split, "reports": len(texts), "summarized": len(summarized), "values_returned": values, "ungrounded": ungrounded,
-        "model_calls": calls, "seconds": round(time.perf_counter() - started, 1), "summary_events": events,
+        "dropped_by_grounding": dropped, "model_calls": calls, "seconds": round(time.perf_counter() - started, 1), "summary_events": events,
         "final_summaries_with_repeated_4gram": repeated, "final_summaries_naming_what_report_does_not": unsupported_n,
         "flagged_for_review": review, "examples": examples,
     }
@@ -244,13 +280,16 @@ def run_incidents(backend, n: int, split: str, summaries: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--parts", default="speed,loghub,incidents")
+    p.add_argument("--parts", default="speed,incidents,loghub")
     p.add_argument("--speed-templates", type=int, default=1, help="new templates per system in the speed part")
+    p.add_argument("--speed-limit", type=int, default=0, help="at most this many templates in all (0 = no limit)")
     p.add_argument("--lines", type=int, default=100, help="Loghub lines per system")
     p.add_argument("--reports", type=int, default=50, help="incident reports per source (MaintIE, excavators)")
     p.add_argument("--summaries", type=int, default=10, help="of which this many per source are also summarized")
     p.add_argument("--split", choices=["dev", "heldout"], default="heldout")
-    p.add_argument("--backend", choices=["model", "none"], default="model")
+    p.add_argument("--backend", choices=["model", "none", "invent"], default="model",
+                   help="model: the configured model; none: nulls (structure alone); invent: a scripted model that"
+                        " makes up half its values (tests the grounding guarantee, not a model)")
     p.add_argument("--no-headers", action="store_true", help="give the analysis no headers (patterns and model only)")
     p.add_argument("--name", default="extract")
     args = p.parse_args(argv)
@@ -260,15 +299,18 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict = {"backend": args.backend}
     parts = args.parts.split(",")
     try:
-        if "speed" in parts:
-            out["speed"] = run_speed(backend, args.speed_templates)
-            print(json.dumps(out["speed"], indent=1), file=sys.stderr)
-        if "loghub" in parts:
-            out["loghub"] = run_loghub(backend, args.lines, args.split, not args.no_headers)
-            print(json.dumps({k: v for k, v in out["loghub"].items() if k != "systems"}, indent=1), file=sys.stderr)
-        if "incidents" in parts:
-            out["incidents"] = run_incidents(backend, args.reports, args.split, args.summaries)
-            print(json.dumps({k: v for k, v in out["incidents"].items() if k != "examples"}, indent=1), file=sys.stderr)
+        for part in parts:  # in the order given; the file is written after each, so a long run keeps what it did
+            if part == "speed":
+                out["speed"] = run_speed(backend, args.speed_templates, args.speed_limit)
+            elif part == "loghub":
+                out["loghub"] = run_loghub(backend, args.lines, args.split, not args.no_headers)
+            elif part == "incidents":
+                out["incidents"] = run_incidents(backend, args.reports, args.split, args.summaries)
+            else:
+                raise SystemExit(f"unknown part {part!r}: speed, loghub, incidents")
+            shown = {k: v for k, v in out[part].items() if k not in ("systems", "examples")}
+            print(json.dumps(shown, indent=1), file=sys.stderr, flush=True)
+            write_result(args.name, out)
     finally:
         backend.close()
     print(write_result(args.name, out))

@@ -147,6 +147,7 @@ def evaluate_extract(
                         tasks=(EXTRACT,))
     tallies = {name: _Tally() for name in data.fields}
     values = ungrounded = model_calls = 0
+    dropped: dict[str, int] = {}
     ungrounded_examples: list[dict[str, Any]] = []
     model_seconds = 0.0
     started = time.perf_counter()
@@ -159,6 +160,8 @@ def evaluate_extract(
             records.append(Claimed(i, f"eval:{i}", "eval", None, kind, text, "", 1, received_at, 0, header, message))
         outcome = pipeline.analyze(records)
         model_calls += outcome.model_calls
+        for name, n in outcome.ungrounded.items():
+            dropped[name] = dropped.get(name, 0) + n
         by_id = {r.record_id: r for r in outcome.results}
         for rec in records:
             result = by_id.get(rec.record_id)
@@ -217,6 +220,7 @@ def evaluate_extract(
         "ungrounded": ungrounded,
         "ungrounded_rate": round(ungrounded / values, 4) if values else 0.0,
         "ungrounded_examples": ungrounded_examples,
+        "dropped_by_grounding": dropped,  # model values edged dropped (not in the text, or not the field's shape)
         "model_calls": model_calls,
         "model_seconds": round(model_seconds, 2),
         "model_seconds_per_call": round(model_seconds / model_calls, 3) if model_calls else None,
@@ -235,5 +239,6 @@ def format_extract_report(r: dict[str, Any]) -> str:
         src = ", ".join(f"{k} {v}" for k, v in sorted(f["by_source"].items()))
         lines.append(f"{name:<14}{f['rows_with_truth']:>11}{acc:>10}{cov:>10}{f['wrong']:>7}  {src}")
     lines.append(f"ungrounded     {r['ungrounded']} of {r['values_returned']} values returned"
-                 f" (rate {r['ungrounded_rate']:.4f})")
+                 f" (rate {r['ungrounded_rate']:.4f}); the model's values dropped by the check: "
+                 + (", ".join(f"{k} {v}" for k, v in sorted(r["dropped_by_grounding"].items())) or "none"))
     return "\n".join(lines)
