@@ -96,7 +96,7 @@ class Counting(Backend):
 def run_edged(system: str, texts: list[str], events: list[str], backend: Backend) -> dict[str, Any]:
     settings = AnalysisSettings()
     counting = Counting(backend)
-    pipeline = Pipeline(settings, counting, TemplateStore(), ResultCache(lambda key: None), None, HeaderParser())
+    pipeline = Pipeline(settings, counting, TemplateStore(), ResultCache(lambda key: None), None, headers=HeaderParser())
     source = f"file:/var/log/{system.lower()}.log"
     records = [
         Claimed(i, f"r{i}", source, None, "log", text, "", 1, float(i), 0)

@@ -109,7 +109,7 @@ class Daemon:
 
             self.analyzer = Analyzer(
                 s.analysis, self.backend, self.writer, connect(s.store.path), OutboxBuilder(s.upstream),
-                s.triage, header_parser(s.logs, s.mqtt),
+                s.triage, header_parser(s.logs, s.mqtt), s.logs.timezone,
             )
             if self.publisher is not None:
                 self.analyzer.on_stored = self.publisher.wake

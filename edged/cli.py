@@ -38,11 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--kind", choices=["log", "incident"], default="log", help="what the text is")
     analyze.add_argument("--machine", help="machine the text comes from")
     analyze.add_argument("--json", action="store_true", help="print JSON")
-    ev = sub.add_parser("eval", parents=[common], help="score the model's classifications against a labelled CSV")
+    ev = sub.add_parser("eval", parents=[common],
+                        help="score classifications (or, with --task extract, extracted fields) against a labelled CSV")
     ev.add_argument("--data", type=Path, required=True, metavar="FILE.csv", help="CSV file with a header row")
     ev.add_argument("--text-col", required=True, metavar="C", help="column holding the text to classify")
-    ev.add_argument("--label-col", required=True, metavar="L", help="column holding the true label")
-    ev.add_argument("--task", choices=["classify"], default="classify", help="task to score (only classify has labels)")
+    ev.add_argument("--label-col", metavar="L", help="column holding the true label (classify)")
+    ev.add_argument("--task", choices=["classify", "extract"], default="classify", help="task to score")
+    ev.add_argument("--field", action="append", metavar="FIELD=COL",
+                    help="(extract) the column holding a field's true value; COL1+COL2 joins columns with a space"
+                         " (repeatable): --field event_time=Date+Time --field level=Level")
     ev.add_argument("--labels-from-data", action="store_true",
                     help="the taxonomy is the data's distinct labels (sorted) instead of [analysis] labels")
     ev.add_argument("--map", action="append", metavar="MODEL=DATA",
@@ -160,7 +164,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze_text(
             backend, loaded.settings.analysis, text.strip(), tasks=args.task or default_tasks(args.kind),
-            kind=args.kind, machine=args.machine,
+            kind=args.kind, machine=args.machine, timezone=loaded.settings.logs.timezone,
         )
     finally:
         backend.close()
@@ -175,6 +179,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     analysis = loaded.settings.analysis
+    if args.task == "extract":
+        return _eval_extract(args, loaded)
+    if not args.label_col:
+        print("edged eval: --label-col is required for --task classify", file=sys.stderr)
+        return 2
     try:
         # The data and the options are checked before the model loads: mistakes fail in a blink.
         label_map = parse_label_map(args.map)
@@ -204,6 +213,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if backend is not None:
             backend.close()
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_report(result))
+    return 0
+
+
+def _eval_extract(args: argparse.Namespace, loaded) -> int:
+    from edged.analysis.evaluate import EvalError
+    from edged.analysis.evaluate_extract import (
+        evaluate_extract, format_extract_report, header_parser, load_extract_csv, parse_field_specs,
+    )
+    from edged.app import build_backend
+
+    try:
+        fields = parse_field_specs(args.field)
+        data = load_extract_csv(args.data, args.text_col, fields, args.limit)
+    except EvalError as exc:
+        print(f"edged eval: {exc}", file=sys.stderr)
+        return 2
+    backend = build_backend(loaded.settings)
+    try:
+        result = evaluate_extract(backend, loaded.settings.analysis, data, kind=args.kind,
+                                  timezone=loaded.settings.logs.timezone, parse_header=header_parser())
+    except EvalError as exc:
+        print(f"edged eval: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        backend.close()
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_extract_report(result))
     return 0
 
 

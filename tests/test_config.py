@@ -204,6 +204,8 @@ def test_unknown_section_names_section_and_file(tmp_path):
         ("[logs]\npaths = [1]\n", "[logs] paths[0]"),
         ("[mqtt]\nqos = 2\n", "[mqtt] qos"),
         ('[logging]\nlevel = "LOUD"\n', "[logging] level"),
+        ('[logs]\ntimezone = "Mars/Olympus_Mons"\n', "[logs] timezone"),
+        ("[analysis.patterns]\nerror_code = ['ALM(?P<code>\\d+']\n", "[analysis] patterns"),
     ],
 )
 def test_bad_value_names_key_and_file(tmp_path, text, key):

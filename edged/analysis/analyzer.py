@@ -90,6 +90,8 @@ def store_outcome(
         "analysis.template_refreshes": outcome.template_refreshes,
         "files.unparsed_lines": outcome.unparsed_lines,
     }
+    counters.update({f"analysis.ungrounded.{name}": n for name, n in outcome.ungrounded.items()})
+    counters.update({f"analysis.summaries.{event}": n for event, n in outcome.summaries.items()})
     db.conn.executemany(ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
     return parked
 
@@ -107,6 +109,7 @@ class Analyzer:
         outbox: OutboxBuilder | None = None,
         triage: TriageSettings | None = None,
         headers: HeaderParser | None = None,
+        timezone: str = "local",
     ) -> None:
         self.settings = settings
         self.triage = triage
@@ -122,7 +125,8 @@ class Analyzer:
             TemplateStore.load(reader),
             ResultCache(lambda key: load_cache_entry(reader, key)),
             self.router,
-            headers,
+            headers=headers,
+            timezone=timezone,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -11,6 +11,12 @@
 - Classification is routed (edged.triage): where the triage classifier is confident its label is
   the answer and the model is not asked; otherwise the model is, shown similar labeled examples and
   choosing among the classifier's likeliest labels.
+- Fields come from structure first (edged.analysis.structured_fields: the log header, then
+  documented patterns); the model is asked only for the fields structure left empty (no call when
+  it filled them all), and a value it returns is kept only when it occurs in the text
+  (edged.analysis.grounding; rejections are counted per field).
+- A summary ends at its first repeated 4-word sequence, and one that names a number or code its
+  report does not is generated once more, then kept flagged for review with the reason.
 - Calls are grouped by task (all classifications, then all extractions, then summaries), so
   consecutive calls share their task's system prompt and llama.cpp reuses its KV cache.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,10 +40,15 @@ from edged.analysis.tasks import (
     TaskSpec,
     among,
     build_specs,
+    extract_budget,
+    extract_schema,
     label_confidence,
     parse_answer,
     request_for,
 )
+from edged.analysis.grounding import grounded
+from edged.analysis.structured_fields import MODEL, FieldReader, Structured
+from edged.analysis.summary_check import REPEAT_NGRAM, check_summary
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
@@ -68,6 +80,11 @@ class _Work:
     examples: list[Example] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
     served_from: str | None = None  # the record whose answer a template cache hit reused
+    structured: Structured = field(default_factory=Structured)
+    model_fields: list[str] = field(default_factory=list)  # fields structure left for the model
+    ungrounded: list[str] = field(default_factory=list)  # fields whose model value was not in the text
+    review: list[str] = field(default_factory=list)  # why the result needs review, beyond confidence
+    summary_events: list[str] = field(default_factory=list)  # cut, regenerated, failed_check
 
 
 @dataclass
@@ -84,6 +101,8 @@ class BatchOutcome:
     unparsed_lines: int = 0  # log lines no header format parsed (mined whole)
     template_keys: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)  # id -> (level, component)
     served_from: dict[str, str] = field(default_factory=dict)  # record_id -> record whose answer it reused
+    ungrounded: dict[str, int] = field(default_factory=dict)  # field -> model values rejected as not in the text
+    summaries: dict[str, int] = field(default_factory=dict)  # cut, regenerated, failed_check -> summaries
 
 
 class Interrupted(Exception):
@@ -117,10 +136,15 @@ class Pipeline:
         templates: TemplateStore,
         cache: ResultCache,
         router: Router | None = None,
+        *,
         headers: HeaderParser | None = None,
+        timezone: str = "local",
+        tasks: tuple[str, ...] = (CLASSIFY, EXTRACT, SUMMARIZE),
     ):
         self.settings = settings
         self.headers = headers if headers is not None else HeaderParser()
+        self.tasks = tasks  # what this pipeline asks the model (edged eval --task extract: only extract)
+        self.reader = FieldReader(settings.extract_fields, settings.patterns, timezone)
         self.router = router
         self.backend = backend
         self.templates = templates
@@ -158,11 +182,15 @@ class Pipeline:
         needs: dict[str, list[_Work]] = {CLASSIFY: [], EXTRACT: [], SUMMARIZE: []}
         first_of_template: dict[str, _Work] = {}  # template cache key -> the line answered for it
         for w in works:
+            if w.record.kind != "incident":
+                w.record = self._with_header(w.record)
+            self._read_structure(w)
             if w.record.kind == "incident":
-                for task in (CLASSIFY, EXTRACT, SUMMARIZE):
-                    needs[task].append(w)
+                needs[CLASSIFY].append(w)
+                if w.model_fields:
+                    needs[EXTRACT].append(w)
+                needs[SUMMARIZE].append(w)
                 continue
-            w.record = self._with_header(w.record)
             header = w.record.header or {}
             unparsed += w.record.header is None
             message = w.record.message if w.record.message is not None else w.record.text
@@ -188,8 +216,10 @@ class Pipeline:
                 refreshes += w.mined.generalised
                 first_of_template[tkey] = w
                 needs[CLASSIFY].append(w)
-                needs[EXTRACT].append(w)
+                if w.model_fields:
+                    needs[EXTRACT].append(w)
         # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
+        needs = {task: (ws if task in self.tasks else []) for task, ws in needs.items()}
         if self.router is not None and needs[CLASSIFY]:
             self._route(needs)
         # 3. The model, one task at a time.
@@ -229,7 +259,13 @@ class Pipeline:
                 new_cache[key] = entry
                 self.cache.put(key, entry)
         results, failures = [], []
+        ungrounded: dict[str, int] = {}
+        summaries: dict[str, int] = {}
         for w in works:
+            for name in w.ungrounded:
+                ungrounded[name] = ungrounded.get(name, 0) + 1
+            for event in w.summary_events:
+                summaries[event] = summaries.get(event, 0) + 1
             if w.error is not None:
                 failures.append((w.record.record_id, w.error))
             else:
@@ -247,6 +283,8 @@ class Pipeline:
             unparsed_lines=unparsed,
             template_keys=template_keys,
             served_from={w.record.record_id: w.served_from for w in works if w.served_from},
+            ungrounded=ungrounded,
+            summaries=summaries,
         )
 
     def _route(self, needs: dict[str, list[_Work]]) -> None:
@@ -261,7 +299,15 @@ class Pipeline:
                 ask.append(w)
         needs[CLASSIFY] = ask
 
-    def _ask(self, w: _Work, task: str) -> int:
+    def _read_structure(self, w: _Work) -> None:
+        r = w.record
+        w.structured = self.reader.read(
+            r.text, header=r.header, message=r.message,
+            machine=r.machine, received_at=r.received_at,
+        )
+        w.model_fields = self.reader.for_model(w.structured.fields)
+
+    def _ask(self, w: _Work, task: str, retry_note: str = "") -> int:
         spec = self.specs[task]
         examples = [(e.text, e.label) for e in w.examples] if task == CLASSIFY else None
         request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind, examples=examples)
@@ -269,6 +315,14 @@ class Pipeline:
         if task == CLASSIFY and w.candidates:
             request = dataclasses.replace(request, schema=among(spec, w.candidates))
             labels = w.candidates
+        elif task == EXTRACT:
+            # Only the fields structure left empty: a smaller grammar and fewer tokens to write.
+            request = dataclasses.replace(
+                request, schema=extract_schema(self.settings, w.model_fields),
+                max_tokens=extract_budget(self.settings, w.model_fields),
+            )
+        elif task == SUMMARIZE:
+            request = dataclasses.replace(request, user=request.user + retry_note, stop_repeat_ngram=REPEAT_NGRAM)
         started = time.perf_counter()
         try:
             completion = self.backend.complete(request)
@@ -288,7 +342,37 @@ class Pipeline:
         if task == CLASSIFY:
             w.confidence = label_confidence(completion, answer["label"], labels)
             w.classified_by = SLM
+        elif task == EXTRACT:
+            self._ground(w, answer)
+        elif task == SUMMARIZE:
+            return 1 + self._check_summary(w, answer, completion.repetition_cut, retried=bool(retry_note))
         return 1
+
+    def _ground(self, w: _Work, fields: dict[str, Any]) -> None:
+        """Null every value that does not occur in the record's text or lacks its field's shape
+        (``_plausible``), and count it."""
+        for name, value in fields.items():
+            if value is not None and (not grounded(value, w.record.text) or not _plausible(name, value)):
+                fields[name] = None
+                w.ungrounded.append(name)
+
+    def _check_summary(self, w: _Work, answer: dict[str, Any], cut_by_backend: bool, retried: bool) -> int:
+        """Cut the summary at a repetition; regenerate once when it names what the report does not.
+        Returns the extra model calls made."""
+        text, cut, missing = check_summary(answer.get("summary") or "", w.record.text)
+        answer["summary"] = text
+        if cut or cut_by_backend:
+            w.summary_events.append("cut")
+        if not missing:
+            return 0
+        if not retried:
+            w.summary_events.append("regenerated")
+            note = (f"\n\nThe report does not mention {', '.join(missing[:8])}. Write the summary again using"
+                    " only what the report says.")
+            return self._ask(w, SUMMARIZE, retry_note=note)
+        w.summary_events.append("failed_check")
+        w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
+        return 0
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:
         """Reuse a template's answers; per-line values come from this line's own parameters."""
@@ -300,12 +384,31 @@ class Pipeline:
             for name, index in param_map.items():
                 fields[name] = _as_type(params[index], fields[name])
             answers[EXTRACT] = fields
+        if EXTRACT in answers:
+            # The template's first line grounded its values; this line must contain them too.
+            fields = {k: v for k, v in answers[EXTRACT].items() if k in w.model_fields}
+            self._ground(w, fields)
+            answers[EXTRACT] = fields
         w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
         w.served_from = entry.get("from")
         w.classified_by, w.triage_version = entry.get("classified_by", SLM), entry.get("triage_version")
 
+    def _fields(self, w: _Work) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        """Every configured field: structure's values, then the model's for the fields left empty."""
+        if not self.settings.extract_fields:
+            return None, None
+        fields: dict[str, Any] = dict.fromkeys(self.settings.extract_fields)
+        sources: dict[str, str] = {}
+        for name, value in (w.answers.get(EXTRACT) or {}).items():
+            if name in w.model_fields and value is not None:
+                fields[name], sources[name] = value, MODEL
+        fields.update(w.structured.fields)
+        sources.update(w.structured.sources)
+        return fields, sources
+
     def _result(self, w: _Work) -> ResultRow:
         classify = w.answers.get(CLASSIFY, {})
+        fields, sources = self._fields(w)
         confidence = w.confidence
         threshold = self.settings.confidence_threshold
         return ResultRow(
@@ -314,9 +417,9 @@ class Pipeline:
             label=classify.get("label"),
             severity=classify.get("severity"),
             confidence=confidence,
-            fields=w.answers.get(EXTRACT),
+            fields=fields,
             summary=w.answers.get(SUMMARIZE, {}).get("summary"),
-            needs_review=confidence is None or confidence < threshold,
+            needs_review=confidence is None or confidence < threshold or bool(w.review),
             path=w.path,
             model=self.backend.model_name,
             model_sha256=self.backend.model_sha256,
@@ -327,7 +430,24 @@ class Pipeline:
             classified_by=w.classified_by if CLASSIFY in w.answers else None,
             triage_version=w.triage_version,
             header=w.record.header,
+            fields_source=sources,
+            review_reason="; ".join(w.review) or None,
         )
+
+
+def _plausible(name: str, value: Any) -> bool:
+    """The shape a field's value must have, beyond being in the text: an error code has a digit and is
+    not a date ("L", "leak" or "2005-06-03" copied from the text is not a code); a unit has no digit
+    ("J05-U01" is not a unit)."""
+    text = str(value)
+    if name == "error_code":
+        return any(ch.isdigit() for ch in text) and not _DATE.search(text)
+    if name == "unit":
+        return not any(ch.isdigit() for ch in text) and len(text) <= 12
+    return True
+
+
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from edged.backends.base import Completion, CompletionRequest
 from edged.backends.grammar import validate
 from edged.config.settings import AnalysisSettings
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 CLASSIFY, EXTRACT, SUMMARIZE = "classify", "extract", "summarize"
 TASKS = (CLASSIFY, EXTRACT, SUMMARIZE)
 MAX_INPUT_CHARS = 1000  # what of a record the model sees: digits are one token each, and the
@@ -78,29 +78,41 @@ def classify_spec(s: AnalysisSettings) -> TaskSpec:
     return TaskSpec(CLASSIFY, system, schema, max_tokens=32)
 
 
+STRUCTURE_ONLY_FIELDS = ("event_time", "level")  # read from the header or patterns, never asked of the model
+
+
+def model_fields(s: AnalysisSettings) -> list[str]:
+    """The fields the model may be asked for (see edged.analysis.structured_fields)."""
+    return [name for name in s.extract_fields if name not in STRUCTURE_ONLY_FIELDS]
+
+
 def extract_spec(s: AnalysisSettings) -> TaskSpec:
-    names = ", ".join(s.extract_fields)
+    names = ", ".join(model_fields(s)) or "none"
     system = (
         "You extract fields from log lines and incident reports of industrial machines. "
-        f"Fields: {names}. Copy values from the text; use null when a field is not in the text. "
-        "Answer only with JSON."
+        f"Fields: {names}. Copy each value exactly as it is written in the text; use null when a field is "
+        "not in the text. Never make up a value. Answer only with JSON."
     )
+    schema = extract_schema(s, model_fields(s))
+    return TaskSpec(EXTRACT, system, schema, max_tokens=extract_budget(s, model_fields(s)))
+
+
+def extract_schema(s: AnalysisSettings, names: list[str]) -> dict[str, Any]:
+    """The extract schema for only ``names``: the fields structure left empty."""
     properties: dict[str, Any] = {}
-    for name, kind in s.extract_fields.items():
+    for name in names:
+        kind = s.extract_fields[name]
         prop: dict[str, Any] = {"type": [_JSON_TYPES[kind], "null"]}
         if kind == "string":
             prop["maxLength"] = s.max_string_chars  # unbounded strings make small models loop
         properties[name] = prop
-    schema = {
-        "type": "object",
-        "properties": properties,
-        "required": list(s.extract_fields),
-        "additionalProperties": False,
-    }
+    return {"type": "object", "properties": properties, "required": list(names), "additionalProperties": False}
+
+
+def extract_budget(s: AnalysisSettings, names: list[str]) -> int:
     # Room for every string at its longest (one token per character at worst), so the grammar,
     # not the token limit, ends the answer: a cut-off answer is not JSON.
-    budget = 16 + sum(s.max_string_chars + 8 if kind == "string" else 16 for kind in s.extract_fields.values())
-    return TaskSpec(EXTRACT, system, schema, max_tokens=budget)
+    return 16 + sum(s.max_string_chars + 8 if s.extract_fields[n] == "string" else 16 for n in names)
 
 
 def summarize_spec(s: AnalysisSettings) -> TaskSpec:

@@ -13,6 +13,9 @@ Contract (every backend keeps it; ``FakeBackend`` in fake.py is the reference fo
 - ``Completion.tokens`` lists the generated tokens in order with their log-probabilities under the
   model's raw distribution (before the grammar mask) and up to ``request.top_logprobs`` alternatives
   each, so callers can compute a confidence. A backend that cannot provide them returns [].
+- ``request.stop_repeat_ngram`` (n > 0): a backend that decodes token by token may stop where a word
+  n-gram repeats, close the JSON document there and set ``Completion.repetition_cut``; the others
+  ignore it (callers cut repeated text afterwards).
 - Errors: ``BackendError`` for a failed call (the analyzer retries it a few times, then parks the
   record); ``ModelUnavailable`` at construction when the model or server cannot be loaded at all
   (edged refuses to start, with the message as it is).
@@ -45,6 +48,7 @@ class CompletionRequest:
     schema: dict[str, Any]
     max_tokens: int = 128
     top_logprobs: int = 10
+    stop_repeat_ngram: int = 0  # > 0: end the answer where a word n-gram of this size repeats (if supported)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Completion:
     completion_tokens: int
     cached_prompt_tokens: int = 0  # prompt tokens served from the KV cache, where the backend knows
     latency_s: float = 0.0
+    repetition_cut: bool = False  # decoding stopped at a repeated n-gram (stop_repeat_ngram) and the JSON was closed
 
 
 class Backend(abc.ABC):

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edged.backends.base import Backend, BackendError, Completion, CompletionRequest, ModelUnavailable, Token
 from edged.backends.grammar import check_output, schema_key, schema_to_gbnf
+from edged.backends.repetition import close_json, first_repeat
 from edged.backends.offload import captured_log, check_offload, placement
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,9 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"the prompt has {n_prompt} tokens; the context window (n_ctx) is {n_ctx}")
         max_tokens = max(1, min(request.max_tokens, n_ctx - n_prompt))
         lib.llama_perf_context_reset(llm.ctx)
-        generated, steps, stopped, cached = self._decode(prompt, max_tokens, grammar, request.top_logprobs)
+        generated, steps, stopped, cached, repeat_at = self._decode(
+            prompt, max_tokens, grammar, request.top_logprobs, request.stop_repeat_ngram
+        )
         perf = lib.llama_perf_context(llm.ctx)
         self.last_stats = {
             "prompt_eval_ms": perf.t_p_eval_ms,
@@ -267,6 +270,12 @@ class LlamaCppBackend(Backend):
         self.last_token_ids = generated
         tokens = self._tokens(generated, steps)
         text = "".join(t.text for t in tokens)
+        repetition_cut = False
+        if repeat_at is not None:
+            # Stopped at a repeated n-gram: the document is closed where the repetition began.
+            closed = close_json(text[:repeat_at])
+            if closed is not None and check_output(closed, request.schema) is None:
+                text, stopped, repetition_cut = closed, True, True
         latency = time.perf_counter() - start
         problem = check_output(text, request.schema)
         if problem is not None:
@@ -283,13 +292,15 @@ class LlamaCppBackend(Backend):
             completion_tokens=len(generated),
             cached_prompt_tokens=cached,
             latency_s=latency,
+            repetition_cut=repetition_cut,
         )
 
-    def _decode(self, prompt: list[int], max_tokens: int, grammar, top_k: int):
+    def _decode(self, prompt: list[int], max_tokens: int, grammar, top_k: int, stop_repeat: int = 0):
         """Greedy grammar-constrained decoding of ``prompt``, reusing the KV cache of the common prefix.
 
         Returns (generated token ids, per-step (chosen logit, logsumexp, top ids, top logits), stopped at the
-        end token, prompt tokens reused from the KV cache).
+        end token, prompt tokens reused from the KV cache, the character offset where a repeated
+        ``stop_repeat``-word n-gram began when decoding stopped on one, else None).
         """
         import numpy as np
 
@@ -309,6 +320,8 @@ class LlamaCppBackend(Backend):
         generated: list[int] = []
         steps: list[tuple[float, float, Any, Any]] = []
         stopped = False
+        repeat_at = None
+        produced = b""
         try:
             llm.eval(prompt[cached:])
             while True:
@@ -332,10 +345,19 @@ class LlamaCppBackend(Backend):
                 generated.append(token)
                 if len(generated) >= max_tokens:
                     break
+                if stop_repeat:
+                    piece = self.piece(token)
+                    produced += piece
+                    # An n-gram is complete when a word ends: check then, not on every token.
+                    if piece[:1].isspace() or not piece.strip(b" ").isalnum():
+                        done = produced.decode("utf-8", errors="replace").rstrip("\ufffd")
+                        repeat_at = first_repeat(_complete_words(done), stop_repeat)
+                        if repeat_at is not None:
+                            break
                 llm.eval([token])
         finally:
             lib.llama_sampler_free(smpl)
-        return generated, steps, stopped, cached
+        return generated, steps, stopped, cached, repeat_at
 
     def _pick(self, smpl, logits) -> int:
         """The most likely token the grammar allows. Like llama.cpp's common sampler: try the unconstrained
@@ -380,6 +402,14 @@ class LlamaCppBackend(Backend):
             self.llm = None
             if llm is not None:
                 llm.close()
+
+
+def _complete_words(text: str) -> str:
+    """``text`` without a word still being written at its end."""
+    end = len(text)
+    while end and (text[end - 1].isalnum() or text[end - 1] == "_"):
+        end -= 1
+    return text[:end]
 
 
 def _common_prefix(a, b: list[int]) -> int:

@@ -133,10 +133,28 @@ class LogsSettings(Section):
         default_factory=dict,
         description="header format per glob (matched against the path or the file name), overriding format",
     )
+    timezone: str = Field(
+        "local",
+        description="time zone of log timestamps that carry none: local (the box's zone), UTC, or an IANA name"
+        " such as Europe/Berlin",
+    )
 
     _regexes = field_validator("multiline_start", "machine_pattern")(_check_regex)
     _format = field_validator("format")(_check_format)
     _formats = field_validator("formats")(_check_formats)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value == "local" or value.upper() == "UTC":
+            return value
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use local, UTC or an IANA name such as Europe/Berlin") from None
+        return value
 
 
 class BrokerSettings(Section):
@@ -238,6 +256,7 @@ DEFAULT_EXTRACT_FIELDS = {
     "value": "number",
     "unit": "string",
     "event_time": "string",
+    "level": "string",
 }
 
 
@@ -249,6 +268,12 @@ class AnalysisSettings(Section):
     extract_fields: dict[str, Literal["string", "number", "integer"]] = Field(
         default_factory=lambda: dict(DEFAULT_EXTRACT_FIELDS),
         description="fields extracted from each record, with their JSON type",
+    )
+    patterns: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="regexes that read a field from the text without the model, per field, tried in order; a"
+        " field listed here replaces its built-in patterns (value, error_code, level; [] switches them off);"
+        " a group named like the field (or 'code') is the value, else the whole match; 'unit' goes with value",
     )
     max_string_chars: int = Field(
         48, ge=8, le=512, description="longest extracted string; small models loop on unbounded strings"
@@ -269,6 +294,17 @@ class AnalysisSettings(Section):
         description="under systemd, the watchdog ping is withheld (and edged restarted) when the analyzer has"
         " been on one batch for longer than this; keep it above the time batch_size records take",
     )
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, regexes in value.items():
+            for regex in regexes:
+                try:
+                    re.compile(regex)
+                except re.error as exc:
+                    raise ValueError(f"{name}: {regex!r} is not a valid regular expression: {exc}") from None
+        return value
 
     @field_validator("labels")
     @classmethod

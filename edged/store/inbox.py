@@ -94,6 +94,8 @@ class ResultRow:
     classified_by: str | None = None  # triage | slm | upstream: which path gave the label (None: no label)
     triage_version: int | None = None  # the triage model version that gave it
     header: dict[str, str] | None = None  # the log line's parsed header fields (Claimed.header)
+    fields_source: dict[str, str] | None = None  # field -> header | record | pattern | model (non-null fields)
+    review_reason: str | None = None  # why needs_review is set beyond low confidence (e.g. a summary that failed its check)
 
     def as_tuple(self) -> tuple:
         return (
@@ -116,13 +118,16 @@ class ResultRow:
             self.classified_by,
             self.triage_version,
             None if self.header is None else json.dumps(self.header, ensure_ascii=False),
+            None if self.fields_source is None else json.dumps(self.fields_source),
+            self.review_reason,
         )
 
 
 INSERT_RESULT = (
     "INSERT OR REPLACE INTO results (record_id, template_id, label, severity, confidence, fields, summary,"
     " needs_review, path, model, model_sha256, backend, prompt_version, model_calls, latency_ms, analyzed_at,"
-    " classified_by, triage_version, header) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " classified_by, triage_version, header, fields_source, review_reason)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -204,7 +209,7 @@ def release(db: sqlite_utils.Database, owner: str) -> int:
 RESULT_COLUMNS = (
     "record_id", "template_id", "label", "severity", "confidence", "fields", "summary", "needs_review", "path",
     "model", "model_sha256", "backend", "prompt_version", "model_calls", "latency_ms", "analyzed_at",
-    "classified_by", "triage_version", "header",
+    "classified_by", "triage_version", "header", "fields_source", "review_reason",
 )
 
 
@@ -218,7 +223,7 @@ def load_result(db: sqlite_utils.Database, record_id: str) -> ResultRow | None:
     if row is None:
         return None
     values = dict(zip(RESULT_COLUMNS, row))
-    for name in ("fields", "header"):
+    for name in ("fields", "header", "fields_source"):
         values[name] = json.loads(values[name]) if values[name] is not None else None
     values["needs_review"] = bool(values["needs_review"])
     return ResultRow(**values)

@@ -298,6 +298,14 @@ def add_log_headers(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE templates ADD COLUMN component TEXT")
 
 
+@migration(7)
+def grounded_fields(db: sqlite_utils.Database) -> None:
+    # Where each extracted field came from (header, record, pattern, model), and why a result needs
+    # review beyond a low confidence (a summary that names what its report does not).
+    db.execute("ALTER TABLE results ADD COLUMN fields_source TEXT")
+    db.execute("ALTER TABLE results ADD COLUMN review_reason TEXT")
+
+
 @migration(10)
 def add_file_marks(db: sqlite_utils.Database) -> None:
     # A checksum of the bytes just before a file's stored offset (edged.sources.files.identity): a file

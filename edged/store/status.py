@@ -8,7 +8,8 @@
 ``upstream.unsent``, ``upstream.sent``, ``upstream.oldest_unsent_s`` (results in the outbox not yet /
 already acknowledged by the upstream broker; age in seconds of the oldest unsent one, null if none),
 ``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters),
-``analysis.classified_by`` (results by path: triage, slm, upstream), ``triage.labels`` (training labels by
+``analysis.classified_by`` (results by path: triage, slm, upstream), ``analysis.ungrounded`` (model values
+rejected as not in the text, per field), ``analysis.summaries`` (cut, regenerated, failed_check), ``triage.labels`` (training labels by
 source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at; null
 before the first accepted training).
 """
@@ -46,6 +47,10 @@ def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
         "classified_by": _grouped(
             db, "SELECT classified_by, count(*) FROM results WHERE classified_by IS NOT NULL GROUP BY 1"
         ),
+        # model values rejected because they were not in the record's text, per field
+        "ungrounded": {k.split(".", 2)[2]: v for k, v in counters.items() if k.startswith("analysis.ungrounded.")},
+        # summaries cut at a repetition, generated again, kept after failing their check
+        "summaries": {k.split(".", 2)[2]: v for k, v in counters.items() if k.startswith("analysis.summaries.")},
     }
 
 
@@ -117,6 +122,9 @@ def format_status(status: dict[str, Any]) -> str:
     )
     if a["by_label"]:
         lines.append("labels     " + ", ".join(f"{k} {v}" for k, v in sorted(a["by_label"].items())))
+    if a["ungrounded"]:
+        lines.append("ungrounded " + ", ".join(f"{k} {v}" for k, v in sorted(a["ungrounded"].items()))
+                     + " (model values not in the text, dropped)")
     if a["classified_by"]:
         lines.append("classified " + ", ".join(f"by {k} {v}" for k, v in sorted(a["classified_by"].items())))
     t = status["triage"]

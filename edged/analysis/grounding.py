@@ -1,0 +1,62 @@
+"""Grounding: a value the model returns must be in the record's text, or it is not kept.
+
+A 135M model can be trusted to pick, not to copy: it invents dates, codes and parts. Whatever the
+prompt and grammar do, this check is what guarantees that an extracted value was in the text:
+
+- a string must occur in the text, ignoring case and runs of whitespace, starting and ending at
+  word boundaries where it starts or ends with a letter or digit (``12`` is not found in ``4123``,
+  nor, as a piece of an identifier, in ``EX-12`` or ``R12``; a unit may follow its number: ``s``
+  in ``1810s``);
+- a number must occur in the text as a number (``91.5`` in ``91.5C``), not as a piece of a longer
+  number or of an identifier (not ``12`` in ``EX-12``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SPACE = re.compile(r"\s+")
+# A number is not a piece of an identifier: not 12 in "EX-12" or "R12", nor 7 in "blk_7".
+_NUMBERS = re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:[.,]\d+)?")
+
+
+def _fold(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().casefold()
+
+
+def string_in_text(value: str, text: str) -> bool:
+    needle = _fold(value)
+    if not needle:
+        return False
+    hay = _fold(text)
+    pattern = re.escape(needle).replace(r"\ ", r"\s+")
+    if needle[0].isalnum():
+        # a word must not continue a word (a unit may follow a digit: "s" in "1810s")
+        pattern = (r"(?<![^\W\d_])" if not needle[0].isdigit() else r"(?<![\w.,])(?<![^\W\d_]-)") + pattern
+    if needle[-1].isalnum():
+        pattern = pattern + (r"(?![^\W_])" if not needle[-1].isdigit() else r"(?!\d|[.,]\d)")
+    return re.search(pattern, hay) is not None
+
+
+def numbers_in(text: str) -> set[float]:
+    found = set()
+    for m in _NUMBERS.finditer(text):
+        raw = m.group(0)
+        for candidate in {raw.replace(",", "."), raw.replace(",", "")}:
+            try:
+                found.add(float(candidate))
+            except ValueError:
+                pass
+    return found
+
+
+def grounded(value: Any, text: str) -> bool:
+    """Whether ``value`` occurs in ``text`` (see the module docstring). None is always grounded."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return string_in_text(str(value).lower(), text)
+    if isinstance(value, (int, float)):
+        return abs(float(value)) in numbers_in(text)
+    return string_in_text(str(value), text)

@@ -1,0 +1,61 @@
+"""Checking that a summary says only what its report says, as far as a program can tell.
+
+- Repetition: a summary ends at its first repeated 4-word sequence (edged.backends.repetition);
+  the llama_cpp backend stops decoding there, others are cut afterwards.
+- Claims: every number, code and part identifier in the summary (``2``, ``91.5``, ``E-1234``,
+  ``H-44``, ``EX-12``, ``WO4711``) must occur in the report (edged.analysis.grounding). A summary that
+  names one that is not is generated once more, told what it got wrong; if it still fails it is kept,
+  flagged ``needs_review`` with the reason.
+
+What this cannot see: a claim made of plain words that the report does not support (a part said to
+be replaced when the report says to replace it).
+"""
+
+from __future__ import annotations
+
+import re
+
+from edged.analysis.grounding import grounded, numbers_in
+from edged.backends.repetition import cut_at_repeat
+
+REPEAT_NGRAM = 4
+# Tokens that carry a digit: numbers, codes, part and machine ids. Hyphens, slashes, dots and
+# underscores join their pieces ("H-44", "3/8", "EX-12", "v1.2").
+_TOKEN = re.compile(r"\w(?:[\w\-/.]*\w)?")
+
+
+def claims(summary: str) -> list[str]:
+    """Numbers, codes and identifiers named in ``summary``, in order, once each."""
+    seen: dict[str, None] = {}
+    for m in _TOKEN.finditer(summary):
+        if any(ch.isdigit() for ch in m.group(0)):
+            seen.setdefault(m.group(0), None)
+    return [c for c in seen if c]
+
+
+def unsupported(summary: str, report: str) -> list[str]:
+    """The claims of ``summary`` that ``report`` does not contain."""
+    missing = []
+    report_numbers = numbers_in(report)
+    for claim in claims(summary):
+        if re.fullmatch(r"\d+(?:[.,]\d+)?", claim):
+            number = float(claim.replace(",", "."))
+            if number in report_numbers or grounded(claim, report):
+                continue
+        elif grounded(claim, report) or grounded(claim.replace("-", " "), report) or _same_id(claim, report):
+            continue
+        missing.append(claim)
+    return missing
+
+
+def _same_id(claim: str, report: str) -> bool:
+    """``EX12`` and ``EX-12`` (or ``ex 12``) are the same identifier."""
+    squeeze = re.sub(r"[\s\-_/.]", "", claim).casefold()
+    return any(re.sub(r"[\-_/.]", "", token).casefold() == squeeze for token in re.findall(r"[\w\-/.]+", report))
+
+
+def check_summary(summary: str, report: str) -> tuple[str, bool, list[str]]:
+    """The summary cut at its first repetition, whether it was cut, and the claims the report does
+    not contain (a cut is a repair; unsupported claims are a failure)."""
+    text, cut = cut_at_repeat(summary, REPEAT_NGRAM)
+    return text, cut, unsupported(text, report)
