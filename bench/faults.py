@@ -309,8 +309,10 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--parts", default="hostile,slow,disk")
-    p.add_argument("--full-s", type=float, default=60.0, help="how long the disk stays full")
+    p.add_argument("--full-s", type=float, default=None, help="how long the disk stays full (default 60, 10 with --quick)")
     args = p.parse_args(argv)
+    if args.full_s is None:
+        args.full_s = 10.0 if args.quick else 60.0
     parts = {x.strip() for x in args.parts.split(",")}
     results = {}
     for name, fn in (("hostile", part_hostile), ("slow", part_slow), ("disk", part_disk)):
