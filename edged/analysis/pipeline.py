@@ -279,7 +279,10 @@ class Pipeline:
             request = dataclasses.replace(request, schema=among(spec, w.candidates))
             labels = w.candidates
         elif task == EXTRACT:
-            # Only the fields structure left empty: a smaller grammar and fewer tokens to write.
+            # Only the fields structure left empty: a smaller grammar and fewer tokens to write; and
+            # only the message after a parsed header (its time, host and level are taken already).
+            if w.record.message:
+                request = request_for(spec, w.record.message, machine=w.record.machine, kind=w.record.kind)
             request = dataclasses.replace(
                 request, schema=extract_schema(self.settings, w.model_fields),
                 max_tokens=extract_budget(self.settings, w.model_fields),
