@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from edged.analysis.tasks import (
     parse_answer,
     request_for,
 )
-from edged.analysis.grounding import grounded
+from edged.analysis.grounding import grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
 from edged.analysis.summary_check import REPEAT_NGRAM, check_summary
 from edged.analysis.templates import Mined, TemplateStore
@@ -316,9 +315,9 @@ class Pipeline:
 
     def _ground(self, w: _Work, fields: dict[str, Any]) -> None:
         """Null every value that does not occur in the record's text or lacks its field's shape
-        (``_plausible``), and count it."""
+        (``plausible``), and count it."""
         for name, value in fields.items():
-            if value is not None and (not grounded(value, w.record.text) or not _plausible(name, value)):
+            if value is not None and (not grounded(value, w.record.text) or not plausible(name, value)):
                 fields[name] = None
                 w.ungrounded.append(name)
 
@@ -397,21 +396,6 @@ class Pipeline:
             fields_source=sources,
             review_reason="; ".join(w.review) or None,
         )
-
-
-def _plausible(name: str, value: Any) -> bool:
-    """The shape a field's value must have, beyond being in the text: an error code has a digit and is
-    not a date ("L", "leak" or "2005-06-03" copied from the text is not a code); a unit has no digit
-    ("J05-U01" is not a unit)."""
-    text = str(value)
-    if name == "error_code":
-        return any(ch.isdigit() for ch in text) and not _DATE.search(text)
-    if name == "unit":
-        return not any(ch.isdigit() for ch in text) and len(text) <= 12
-    return True
-
-
-_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:
