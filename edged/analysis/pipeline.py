@@ -43,7 +43,7 @@ from edged.analysis.tasks import (
 )
 from edged.analysis.grounding import grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
-from edged.analysis.summary_check import REPEAT_NGRAM, check_summary
+from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
@@ -322,8 +322,8 @@ class Pipeline:
                 w.ungrounded.append(name)
 
     def _check_summary(self, w: _Work, answer: dict[str, Any], cut_by_backend: bool, retried: bool) -> int:
-        """Cut the summary at a repetition; regenerate once when it names what the report does not.
-        Returns the extra model calls made."""
+        """Cut the summary at a repetition; regenerate once when it names what the report does not, and
+        if it still does, cut it before the first such claim and flag it. Returns the extra model calls."""
         text, cut, missing = check_summary(answer.get("summary") or "", w.record.text)
         answer["summary"] = text
         if cut or cut_by_backend:
@@ -332,11 +332,16 @@ class Pipeline:
             return 0
         if not retried:
             w.summary_events.append("regenerated")
-            note = (f"\n\nThe report does not mention {', '.join(missing[:8])}. Write the summary again using"
-                    " only what the report says.")
+            # Naming the wrong claims would tempt a small model to copy them: the note stays generic.
+            note = "\n\nSummarize only what this report says: no date, number or code that is not in it."
             return self._ask(w, SUMMARIZE, retry_note=note)
         w.summary_events.append("failed_check")
-        w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
+        shortened = cut_before(text, missing)
+        if shortened is not None:
+            answer["summary"] = shortened
+            w.review.append("summary cut before what the report does not say: " + ", ".join(missing[:8]))
+        else:
+            w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
         return 0
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:
