@@ -15,7 +15,7 @@ from edged.analysis.analyzer import Analyzer
 from edged.analysis.field_patterns import FieldPatterns
 from edged.analysis.grounding import grounded
 from edged.analysis.structured_fields import FieldReader
-from edged.analysis.summary_check import check_summary, claims, unsupported
+from edged.analysis.summary_check import check_summary, claims, cut_before, unsupported
 from edged.analysis.timestamps import find_time, normalize_time, zone
 from edged.backends.fake import FakeBackend
 from edged.backends.repetition import close_json, cut_at_repeat, first_repeat
@@ -178,6 +178,12 @@ def test_a_json_document_cut_in_a_string_is_closed():
     assert close_json('{"summary":') is None
 
 
+def test_a_failing_summary_is_cut_before_its_first_unsupported_claim():
+    assert cut_before("Change out alternator, 2023-01-22, 12, 32", ["2023-01-22", "12", "32"]) == "Change out alternator"
+    assert cut_before("Leak on EX-12 at 2023-01-22", ["2023-01-22"]) == "Leak on EX-12"
+    assert cut_before("2023-01-22 leak", ["2023-01-22"]) is None  # nothing left: kept whole, flagged
+
+
 def test_summary_claims_must_be_in_the_report():
     assert claims("Seal kit SK-8 replaced on EX12 at 2022-01-01, 2 L lost") == ["SK-8", "EX12", "2022-01-01", "2"]
     assert unsupported("Seal kit SK-8 replaced on EX12 at 2022-01-01, 2 L lost", REPORT) == ["SK-8", "2022-01-01"]
@@ -234,6 +240,7 @@ def test_invented_values_are_dropped_and_counted(env):
     # the summary named SK-8 and 2022-01-01: asked again once, then kept and flagged with the reason
     assert [next(iter(r.schema["properties"])) for r in backend.calls].count("summary") == 2
     assert review == 1 and "SK-8" in reason and "2022-01-01" in reason
+    assert summary == "Seal kit"  # cut before the first claim the report does not contain
     assert status["analysis"]["summaries"] == {"regenerated": 1, "failed_check": 1}
 
 

@@ -60,3 +60,18 @@ def grounded(value: Any, text: str) -> bool:
     if isinstance(value, (int, float)):
         return abs(float(value)) in numbers_in(text)
     return string_in_text(str(value), text)
+
+
+_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
+
+
+def plausible(name: str, value: Any) -> bool:
+    """The shape a field's value must have, beyond being in the text: an error code has a digit and is
+    not a date or time ("L", "leak" or "2005-06-03" copied from the text is not a code); a unit has no
+    digit ("J05-U01" is not a unit)."""
+    text = str(value)
+    if name == "error_code":
+        return any(ch.isdigit() for ch in text) and not _DATE.search(text)
+    if name == "unit":
+        return not any(ch.isdigit() for ch in text) and len(text) <= 12
+    return True

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import logging
 import time
 from dataclasses import dataclass, field
@@ -46,9 +45,9 @@ from edged.analysis.tasks import (
     parse_answer,
     request_for,
 )
-from edged.analysis.grounding import grounded
+from edged.analysis.grounding import grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
-from edged.analysis.summary_check import REPEAT_NGRAM, check_summary
+from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
@@ -316,7 +315,10 @@ class Pipeline:
             request = dataclasses.replace(request, schema=among(spec, w.candidates))
             labels = w.candidates
         elif task == EXTRACT:
-            # Only the fields structure left empty: a smaller grammar and fewer tokens to write.
+            # Only the fields structure left empty: a smaller grammar and fewer tokens to write; and
+            # only the message after a parsed header (its time, host and level are taken already).
+            if w.record.message:
+                request = request_for(spec, w.record.message, machine=w.record.machine, kind=w.record.kind)
             request = dataclasses.replace(
                 request, schema=extract_schema(self.settings, w.model_fields),
                 max_tokens=extract_budget(self.settings, w.model_fields),
@@ -350,15 +352,15 @@ class Pipeline:
 
     def _ground(self, w: _Work, fields: dict[str, Any]) -> None:
         """Null every value that does not occur in the record's text or lacks its field's shape
-        (``_plausible``), and count it."""
+        (``plausible``), and count it."""
         for name, value in fields.items():
-            if value is not None and (not grounded(value, w.record.text) or not _plausible(name, value)):
+            if value is not None and (not grounded(value, w.record.text) or not plausible(name, value)):
                 fields[name] = None
                 w.ungrounded.append(name)
 
     def _check_summary(self, w: _Work, answer: dict[str, Any], cut_by_backend: bool, retried: bool) -> int:
-        """Cut the summary at a repetition; regenerate once when it names what the report does not.
-        Returns the extra model calls made."""
+        """Cut the summary at a repetition; regenerate once when it names what the report does not, and
+        if it still does, cut it before the first such claim and flag it. Returns the extra model calls."""
         text, cut, missing = check_summary(answer.get("summary") or "", w.record.text)
         answer["summary"] = text
         if cut or cut_by_backend:
@@ -367,11 +369,16 @@ class Pipeline:
             return 0
         if not retried:
             w.summary_events.append("regenerated")
-            note = (f"\n\nThe report does not mention {', '.join(missing[:8])}. Write the summary again using"
-                    " only what the report says.")
+            # Naming the wrong claims would tempt a small model to copy them: the note stays generic.
+            note = "\n\nSummarize only what this report says: no date, number or code that is not in it."
             return self._ask(w, SUMMARIZE, retry_note=note)
         w.summary_events.append("failed_check")
-        w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
+        shortened = cut_before(text, missing)
+        if shortened is not None:
+            answer["summary"] = shortened
+            w.review.append("summary cut before what the report does not say: " + ", ".join(missing[:8]))
+        else:
+            w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
         return 0
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:
@@ -433,21 +440,6 @@ class Pipeline:
             fields_source=sources,
             review_reason="; ".join(w.review) or None,
         )
-
-
-def _plausible(name: str, value: Any) -> bool:
-    """The shape a field's value must have, beyond being in the text: an error code has a digit and is
-    not a date ("L", "leak" or "2005-06-03" copied from the text is not a code); a unit has no digit
-    ("J05-U01" is not a unit)."""
-    text = str(value)
-    if name == "error_code":
-        return any(ch.isdigit() for ch in text) and not _DATE.search(text)
-    if name == "unit":
-        return not any(ch.isdigit() for ch in text) and len(text) <= 12
-    return True
-
-
-_DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:

@@ -4,8 +4,9 @@
   the llama_cpp backend stops decoding there, others are cut afterwards.
 - Claims: every number, code and part identifier in the summary (``2``, ``91.5``, ``E-1234``,
   ``H-44``, ``EX-12``, ``WO4711``) must occur in the report (edged.analysis.grounding). A summary that
-  names one that is not is generated once more, told what it got wrong; if it still fails it is kept,
-  flagged ``needs_review`` with the reason.
+  names one that is not is generated once more; if it still fails it is cut before the first such
+  claim (when at least two words are left; else kept whole) and flagged ``needs_review`` with the
+  reason.
 
 What this cannot see: a claim made of plain words that the report does not support (a part said to
 be replaced when the report says to replace it).
@@ -52,6 +53,21 @@ def _same_id(claim: str, report: str) -> bool:
     """``EX12`` and ``EX-12`` (or ``ex 12``) are the same identifier."""
     squeeze = re.sub(r"[\s\-_/.]", "", claim).casefold()
     return any(re.sub(r"[\-_/.]", "", token).casefold() == squeeze for token in re.findall(r"[\w\-/.]+", report))
+
+
+MIN_WORDS_KEPT = 2  # a summary cut to fewer words than this is not kept cut
+
+
+def cut_before(summary: str, missing: list[str]) -> str | None:
+    """``summary`` up to the first claim the report does not contain, when enough is left of it."""
+    starts = [m.start() for m in _TOKEN.finditer(summary) if m.group(0) in missing]
+    if not starts:
+        return None
+    text = summary[: min(starts)].rstrip(" \t\n,;:-–(/&").rstrip()
+    for tail in (" on", " at", " in", " of", " and", " with", " from", " to", " the", " by"):
+        if text.lower().endswith(tail):
+            text = text[: -len(tail)].rstrip(" ,;:")
+    return text if len(text.split()) >= MIN_WORDS_KEPT else None
 
 
 def check_summary(summary: str, report: str) -> tuple[str, bool, list[str]]:

@@ -352,8 +352,9 @@ class LlamaCppBackend(Backend):
                     if piece[:1].isspace() or not piece.strip(b" ").isalnum():
                         done = produced.decode("utf-8", errors="replace").rstrip("\ufffd")
                         repeat_at = first_repeat(_complete_words(done), stop_repeat)
-                        if repeat_at is not None:
+                        if repeat_at is not None and close_json(done[:repeat_at]) is not None:
                             break
+                        repeat_at = None  # not at a point where the document can be closed: go on
                 llm.eval([token])
         finally:
             lib.llama_sampler_free(smpl)
