@@ -47,6 +47,7 @@ class Daemon:
         self.backend = None
         self.analyzer = None
         self.publisher = None
+        self.replies = None  # escalation replies, in a persistent session ([upstream] escalation)
         self.retention = None
         # sd_notify: a no-op unless systemd started us with $NOTIFY_SOCKET (Type=notify).
         self.notifier = Notifier()
@@ -101,9 +102,15 @@ class Daemon:
             from edged.publish.publisher import Publisher
 
             try:
-                self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path))
+                if s.upstream.escalation:
+                    self.replies = self._reply_subscriber()
+                gate = self.replies.subscribed_once.is_set if self.replies is not None else None
+                self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path), send_gate=gate)
             except ValueError as exc:
                 raise ConfigError(f"{self.loaded.path or 'built-in defaults'}: {exc}") from None
+            if self.replies is not None:
+                self.replies.on_subscribed = self.publisher.gate_opened
+                self.replies.start()
             self.publisher.start()
         if self.backend is not None:
             from edged.analysis.analyzer import Analyzer
@@ -117,6 +124,25 @@ class Daemon:
             if self.publisher is not None:
                 self.analyzer.on_stored = self.publisher.wake
             self.analyzer.start()
+
+    def _reply_subscriber(self):
+        from edged.publish.escalation import EscalationReplies
+        from edged.publish.outbox import OutboxBuilder
+        from edged.publish.replies import ReplySubscriber, response_client_id
+
+        s = self.settings
+        taken = {s.upstream.client_id: "[upstream] client_id"}
+        if s.mqtt.url:
+            taken[s.mqtt.client_id] = "[mqtt] client_id"
+        cid = response_client_id(s.upstream)
+        if cid in taken:
+            raise ValueError(f"[upstream] response_client_id: must differ from {taken[cid]} ({cid!r})")
+        # The publisher is woken when a refined result was queued; it exists by then.
+        replies = EscalationReplies(
+            OutboxBuilder(s.upstream), self.writer, lambda: self.publisher and self.publisher.wake(),
+            taxonomy=list(s.analysis.labels),
+        )
+        return ReplySubscriber(s.upstream, replies)
 
     def run(self) -> int:
         """Run until asked to stop; returns the process exit code."""
@@ -161,6 +187,8 @@ class Daemon:
             workers.append(self.analyzer)
         if self.publisher is not None:
             workers.append(self.publisher)
+        if self.replies is not None:
+            workers.append(self.replies)
         if self.writer is not None:
             workers.append(_WriterWorker(self.writer))
         if self.web is not None:
@@ -186,6 +214,8 @@ class Daemon:
                 log.error("could not store the last batch before stopping: %s", exc)
         for source in mqtt:
             source.stop()
+        if self.replies is not None:  # replies being applied are committed and acked before it leaves
+            self.replies.stop()
         # Last but one: whatever the broker acknowledged is marked sent through the writer.
         if self.publisher is not None:
             self.publisher.stop()

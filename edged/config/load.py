@@ -26,7 +26,7 @@ DEFAULT_SEARCH = (Path("edged.toml"), Path("/etc/edged/edged.toml"))
 ENV_PREFIX = "EDGED_"
 MQTT_PASSWORD_CREDENTIAL = "mqtt_password"
 # Section -> the systemd credential (LoadCredential=NAME:FILE) that holds its broker password.
-BROKER_CREDENTIALS = {"mqtt": MQTT_PASSWORD_CREDENTIAL, "upstream": "upstream_password"}
+BROKER_CREDENTIALS = {"mqtt": MQTT_PASSWORD_CREDENTIAL, "upstream": "upstream_password", "teacher": "teacher_password"}
 WEB_TOKEN_CREDENTIAL = "web_token"  # LoadCredential=web_token:/etc/edged/web_token
 MIN_WEB_TOKEN_CHARS = 12
 
