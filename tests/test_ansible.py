@@ -113,7 +113,9 @@ def test_playbook_syntax(tmp_path: Path) -> None:
 def test_rollout_is_serial_and_stops_at_the_first_failure() -> None:
     import yaml
 
-    (play,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
+    plays = {play["hosts"]: play for play in yaml.safe_load((ANSIBLE / "site.yml").read_text())}
+    assert set(plays) == {"edged", "teacher"}
+    play = plays["edged"]
     assert play["max_fail_percentage"] == 0
     assert play["any_errors_fatal"] is True
     assert "serial" in play
