@@ -1,7 +1,7 @@
-"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis,triage]``.
+"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis,triage,curve]``.
 
 Results go to bench/results/ingest_files.json, bench/results/ingest_mqtt.json, bench/results/web.json,
-bench/results/analysis.json and bench/results/triage.json.
+bench/results/analysis.json, bench/results/triage.json and bench/results/learning_curve.json.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import analysis, ingest_files, ingest_mqtt, triage, web
+from bench import analysis, ingest_files, ingest_mqtt, learning_curve, triage, web
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="100k lines / 5k messages, one run each (a smoke test)")
-    p.add_argument("--only", default="files,mqtt,web,analysis,triage",
-                   help="comma-separated: files, mqtt, web, analysis, triage")
+    p.add_argument("--only", default="files,mqtt,web,analysis,triage,curve",
+                   help="comma-separated: files, mqtt, web, analysis, triage, curve")
     args = p.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     lines = []
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += analysis.summary_lines(analysis.main(["--quick"] if args.quick else []))
     if "triage" in only:
         lines += triage.summary_lines(triage.main(["--quick"] if args.quick else []))
+    if "curve" in only:
+        lines += learning_curve.summary_lines(learning_curve.main(["--quick"] if args.quick else []))
     print("\n".join(lines), file=sys.stderr)
     return 0
 
