@@ -261,3 +261,24 @@ def test_malformed_replies_are_rejected():
     assert parse_reply(b'{"correlation_id": "res:x", "label": "fault", "summary": null}') == {
         "correlation_id": "res:x", "label": "fault",
     }
+
+
+def test_teacher_labels_rank_below_corrections_and_imports(tmp_path: Path):
+    from edged.triage import labels
+
+    db = open_database(tmp_path / "edged.db")
+    with db.conn:
+        labels.add_teacher_label(db, "Hydraulic hose burst", "fault", "rec:1", 1.0)
+        labels.add_teacher_label(db, "guard door open", "safety", "rec:2", 1.0)
+        labels.add_teacher_label(db, "spindle warm", "warning", "rec:3", 1.0)
+        labels.add_imported(db, [("hydraulic  hose burst", "warning")])
+        db.conn.execute(labels.UPSERT, ("GUARD DOOR OPEN", "normal", "model", "rec:9", 2.0))
+    loaded, outside = labels.load(db, DEFAULT_LABELS, 100)
+    winners = {labels.same_text(x.text): (x.label, x.source) for x in loaded}
+    assert outside == 0
+    assert winners == {
+        "hydraulic hose burst": ("warning", "import"),  # an import beats a teacher
+        "guard door open": ("safety", "teacher"),  # a teacher beats the local model
+        "spindle warm": ("warning", "teacher"),
+    }
+    db.close()
