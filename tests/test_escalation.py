@@ -282,3 +282,26 @@ def test_teacher_labels_rank_below_corrections_and_imports(tmp_path: Path):
         "spindle warm": ("warning", "teacher"),
     }
     db.close()
+
+
+def test_a_reply_for_a_result_never_escalated_is_unknown(tmp_path: Path):
+    from edged.publish.escalation import apply_reply
+
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    try:
+        builder = OutboxBuilder(upstream("mqtt://127.0.0.1", escalation=True))
+        store_one(writer, builder, "rec:1", needs_review=False)  # confident: not escalated
+        cid = connect(path).execute("SELECT result_id FROM outbox WHERE kind = 'log'").fetchone()[0]
+
+        def apply(db):
+            try:
+                apply_reply(db, builder, {"correlation_id": cid, "label": "fault"})
+            except Rejected as exc:
+                return exc.reason
+
+        assert writer.call(apply).result() == "unknown_correlation_id"
+        assert connect(path).execute("SELECT count(*) FROM training_labels").fetchone()[0] == 0
+    finally:
+        writer.stop()

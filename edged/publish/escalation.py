@@ -106,7 +106,11 @@ def apply_reply(db: sqlite_utils.Database, builder: OutboxBuilder, reply: dict[s
     refined result_id; raises Rejected (nothing written) when the reply cannot be applied."""
     cid = reply["correlation_id"]
     row = db.execute("SELECT record_id FROM outbox WHERE result_id = ? AND kind != 'escalation'", (cid,)).fetchone()
-    if row is None or row[0] is None:
+    # Only a result this box escalated may be refined (OutboxBuilder.for_escalation names its row esc:...).
+    escalated = cid.startswith("res:") and db.execute(
+        "SELECT 1 FROM outbox WHERE result_id = ? AND kind = 'escalation'", ("esc:" + cid.split(":", 1)[1],)
+    ).fetchone()
+    if row is None or row[0] is None or not escalated:
         raise Rejected(f"unknown correlation_id {cid[:120]!r}", "unknown_correlation_id")
     record_id = row[0]
     res = db.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM results WHERE record_id = ?", (record_id,)).fetchone()
