@@ -166,3 +166,46 @@ def test_teacher_answers_a_box_and_the_answer_becomes_a_label(tmp_path: Path, mo
             box.terminate()
         if teacher.proc is not None and teacher.proc.poll() is None:
             teacher.stop()
+
+
+def test_an_escalation_delivered_twice_gets_the_same_reply_from_one_model_call(tmp_path: Path, mosquitto):
+    # About delivery, not inference: a scripted answerer stands in for the model and counts its calls.
+    from edged.config.settings import TeacherSettings
+    from edged.teacher.responder import Teacher
+    from tests.support.upstream import Subscriber
+
+    class Scripted:
+        calls = 0
+
+        def reply(self, esc, stop=None):
+            Scripted.calls += 1
+            return {"correlation_id": esc.correlation_id, "label": "fault", "severity": 3, "model": f"call-{self.calls}"}
+
+    settings = TeacherSettings(url=mosquitto.url, client_id="teacher-t", reconnect_min_s=0.1, reconnect_max_s=1.0)
+    store = AnswerStore(tmp_path / "teacher.db")
+    teacher = Teacher(settings, Scripted(), store)
+    replies = Subscriber(mosquitto.host, mosquitto.port, ["edged/p/b/escalation/response"])
+    teacher.start()
+    try:
+        wait_for(teacher.subscribed.is_set, DEADLINE_S, what="teacher subscribed")
+        wait_for(replies.subscribed.is_set, DEADLINE_S, what="reply subscriber")
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        box = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="box", protocol=mqtt.MQTTv311)
+        box.connect(mosquitto.host, mosquitto.port)
+        box.loop_start()
+        escalation = {"correlation_id": "res:abc", "respond_to": "edged/p/b/escalation/response", "text": "leak"}
+        for payload in (json.dumps(escalation), b"not json", json.dumps(escalation)):
+            box.publish("edged/p/b/escalation", payload, qos=1).wait_for_publish(DEADLINE_S)
+        box.loop_stop()
+        box.disconnect()
+        wait_for(lambda: len(replies.messages) == 2, DEADLINE_S, what="two replies")
+        first, second = (json.loads(m.payload) for m in replies.messages)
+        assert first == second == {"correlation_id": "res:abc", "label": "fault", "severity": 3, "model": "call-1"}
+        assert Scripted.calls == 1 and teacher.repeated == 1 and teacher.invalid == 1
+        wait_for(lambda: teacher.acked == 3, DEADLINE_S, what="every escalation acknowledged")
+    finally:
+        teacher.stop()
+        replies.close()
+        store.close()
