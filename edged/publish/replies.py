@@ -11,7 +11,8 @@ not force the other.
 
 The broker keeps messages for a session only once it holds the subscription, so the publisher sends
 nothing until this connection has subscribed once (``subscribed_once``): an escalation is never out
-before the box can receive its answer.
+before the box can receive its answer. (A subscription the broker refuses opens the gate too, with an
+error in the log: results must not wait for replies that cannot come.)
 """
 
 from __future__ import annotations
@@ -106,9 +107,11 @@ class ReplySubscriber:
         if mid != self._subscribe_mid:
             return
         if any(r.is_failure for r in reasons):
-            log.error("the broker refused the subscription to %s: %s", self.topic, reasons)
-            return
-        self._subscribed = True
+            # Replies cannot arrive (an ACL?); holding every result back would not make them.
+            log.error("the broker refused the subscription to %s (%s): escalations go out, their replies cannot"
+                      " come back", self.topic, reasons)
+        else:
+            self._subscribed = True
         if not self.subscribed_once.is_set():
             self.subscribed_once.set()
             if self.on_subscribed is not None:
