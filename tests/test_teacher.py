@@ -209,3 +209,16 @@ def test_an_escalation_delivered_twice_gets_the_same_reply_from_one_model_call(t
         teacher.stop()
         replies.close()
         store.close()
+
+
+def test_teacher_without_a_broker_or_a_model_server_says_what_is_missing(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGED_")} | {"PYTHONPATH": str(REPO)}
+    config = write_config(tmp_path / "t.toml", {"teacher": {"answers_path": str(tmp_path / "t.db")}})
+    out = subprocess.run([sys.executable, "-m", "edged", "teacher", "--config", str(config)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "[teacher] url" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    config = write_config(tmp_path / "t.toml", {"teacher": {
+        "url": "mqtt://127.0.0.1:1", "model_url": "http://127.0.0.1:9/v1", "answers_path": str(tmp_path / "t.db")}})
+    out = subprocess.run([sys.executable, "-m", "edged", "teacher", "--config", str(config)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "127.0.0.1:9" in out.stderr and "Traceback" not in out.stderr, out.stderr
