@@ -1,7 +1,8 @@
-"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis,triage,templates]``.
+"""Run the benchmarks: ``python -m bench [--quick] [--only files,mqtt,web,analysis,triage,templates,curve]``.
 
 Results go to bench/results/ingest_files.json, bench/results/ingest_mqtt.json, bench/results/web.json,
-bench/results/analysis.json, bench/results/triage.json and bench/results/templates.json.
+bench/results/analysis.json, bench/results/triage.json, bench/results/templates.json and
+bench/results/learning_curve.json.
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import analysis, ingest_files, ingest_mqtt, templates, triage, web
+from bench import analysis, ingest_files, ingest_mqtt, learning_curve, templates, triage, web
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="100k lines / 5k messages, one run each (a smoke test)")
-    p.add_argument("--only", default="files,mqtt,web,analysis,triage,templates",
-                   help="comma-separated: files, mqtt, web, analysis, triage, templates, faults (faults only when named)")
+    p.add_argument("--only", default="files,mqtt,web,analysis,triage,templates,curve",
+                   help="comma-separated: files, mqtt, web, analysis, triage, templates, curve, faults (faults only when named)")
     args = p.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     lines = []
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += analysis.summary_lines(analysis.main(["--quick"] if args.quick else []))
     if "triage" in only:
         lines += triage.summary_lines(triage.main(["--quick"] if args.quick else []))
+    if "curve" in only:
+        lines += learning_curve.summary_lines(learning_curve.main(["--quick"] if args.quick else []))
     if "templates" in only:
         lines += templates.summary_lines(templates.main([] if args.quick else ["--model-systems", "HDFS,BGL,OpenSSH"]))
     if "faults" in only:  # opt-in: mounts a tmpfs (root) and keeps a disk full for a minute

@@ -48,6 +48,7 @@ class Daemon:
         self.backend = None
         self.analyzer = None
         self.publisher = None
+        self.replies = None  # escalation replies, in a persistent session ([upstream] escalation)
         self.retention = None
         # sd_notify: a no-op unless systemd started us with $NOTIFY_SOCKET (Type=notify).
         self.notifier = Notifier()
@@ -99,7 +100,13 @@ class Daemon:
         if s.upstream.url:
             from edged.publish.publisher import Publisher
 
-            self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path))
+            if s.upstream.escalation:
+                self.replies = self._reply_subscriber()
+            gate = self.replies.subscribed_once.is_set if self.replies is not None else None
+            self.publisher = Publisher(s.upstream, self.writer, connect(s.store.path), send_gate=gate)
+            if self.replies is not None:
+                self.replies.on_subscribed = self.publisher.gate_opened
+                self.replies.start()
             self.publisher.start()
         if self.backend is not None:
             from edged.analysis.analyzer import Analyzer
@@ -116,6 +123,19 @@ class Daemon:
             self.analyzer.start()
         if self.web is not None:
             self.web.start()
+
+    def _reply_subscriber(self):
+        from edged.publish.escalation import EscalationReplies
+        from edged.publish.outbox import OutboxBuilder
+        from edged.publish.replies import ReplySubscriber
+
+        s = self.settings  # its response_client_id was checked with the settings (edged.config.rules)
+        # The publisher is woken when a refined result was queued; it exists by then.
+        replies = EscalationReplies(
+            OutboxBuilder(s.upstream), self.writer, lambda: self.publisher and self.publisher.wake(),
+            taxonomy=list(s.analysis.labels),
+        )
+        return ReplySubscriber(s.upstream, replies)
 
     def run(self) -> int:
         """Run until asked to stop; returns the process exit code."""
@@ -173,6 +193,8 @@ class Daemon:
             workers.append(self.analyzer)
         if self.publisher is not None:
             workers.append(self.publisher)
+        if self.replies is not None:
+            workers.append(self.replies)
         if self.writer is not None:
             workers.append(_WriterWorker(self.writer))
         if self.web is not None:
@@ -198,6 +220,8 @@ class Daemon:
                 log.error("could not store the last batch before stopping: %s", exc)
         for source in mqtt:
             source.stop()
+        if self.replies is not None:  # replies being applied are committed and acked before it leaves
+            self.replies.stop()
         # Last but one: whatever the broker acknowledged is marked sent through the writer.
         if self.publisher is not None:
             self.publisher.stop()

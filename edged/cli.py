@@ -1,4 +1,5 @@
-"""The ``edged`` command: run, status, submit, analyze, eval, learn, templates, config check, db vacuum, model, version."""
+"""The ``edged`` command: run, status, submit, analyze, eval, learn, templates, config check, db vacuum/check/recover,
+model, teacher, version."""
 
 from __future__ import annotations
 
@@ -96,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     db_sub.add_parser(
         "recover", parents=[common],
         help="copy what can be read from a damaged database into a new one; the damaged file is kept (stop edged first)",
+    )
+    sub.add_parser(
+        "teacher", parents=[common],
+        help="answer the escalations of many boxes with a bigger model behind an OpenAI-compatible server ([teacher])",
     )
     sub.add_parser("version", help="print the version")
     from edged.models.cli import add_model_parser
@@ -283,6 +288,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_daemon(loaded)
 
 
+def cmd_teacher(args: argparse.Namespace) -> int:
+    from edged.teacher.service import run_teacher
+
+    return run_teacher(_load(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -301,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_model_command(args)
         commands = {
             "run": cmd_run, "status": cmd_status, "submit": cmd_submit, "analyze": cmd_analyze, "eval": cmd_eval,
-            "db": cmd_db, "learn": cmd_learn,
+            "db": cmd_db, "learn": cmd_learn, "teacher": cmd_teacher,
         }
         return commands[args.command](args)
     except ConfigError as exc:

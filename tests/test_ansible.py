@@ -113,7 +113,9 @@ def test_playbook_syntax(tmp_path: Path) -> None:
 def test_rollout_is_serial_and_stops_at_the_first_failure() -> None:
     import yaml
 
-    (play,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
+    plays = {play["hosts"]: play for play in yaml.safe_load((ANSIBLE / "site.yml").read_text())}
+    assert set(plays) == {"edged", "teacher"}
+    play = plays["edged"]
     assert play["max_fail_percentage"] == 0
     assert play["any_errors_fatal"] is True
     assert "serial" in play
@@ -227,6 +229,32 @@ def test_second_converge_changes_nothing(converged) -> None:
     recap = _recap(second.stdout)
     changed = re.findall(r"^changed: \[box\].*$", second.stdout, re.M)
     assert recap["box"]["changed"] == 0 and recap["box"]["failed"] == 0, changed or second.stdout[-3000:]
+
+
+def test_teacher_play_converges_and_a_second_run_changes_nothing(converged) -> None:
+    tmp, root = converged["tmp"], converged["root"]
+    inventory = tmp / "teacher.ini"
+    inventory.write_text(
+        "[teacher]\n"
+        f"central ansible_connection=local ansible_python_interpreter={sys.executable} ansible_become=false\n"
+    )
+    teacher_vars = {"edged_teacher_url": "mqtt://teacher@127.0.0.1:1883", "edged_teacher_labels": ["normal", "fault"],
+                    "edged_teacher_config": {"teacher": {"timeout_s": 300}}}
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), "-e", f"@{converged['extra_file']}",
+           "-e", json.dumps(teacher_vars), "site.yml"]
+    first = _run(cmd, tmp)
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    assert _recap(first.stdout)["central"]["failed"] == 0
+    unit = root / "etc/systemd/system/edged-teacher.service"
+    assert unit.read_text() == (REPO / "systemd/edged-teacher.service").read_text()
+    config = tomllib.loads((root / "etc/edged/teacher.toml").read_text())
+    assert config["teacher"]["url"] == "mqtt://teacher@127.0.0.1:1883"
+    assert config["teacher"]["answers_path"] == f"{root}/var/lib/edged-teacher/teacher.db"
+    assert config["teacher"]["timeout_s"] == 300 and config["analysis"] == {"labels": ["normal", "fault"]}
+    assert not (root / "etc/systemd/system/edged-teacher.service.d/credentials.conf").exists()
+    second = _run(cmd, tmp)
+    recap = _recap(second.stdout)
+    assert second.returncode == 0 and recap["central"]["changed"] == 0, second.stdout[-3000:]
 
 
 def test_bad_config_is_refused_before_it_replaces_the_live_one(converged) -> None:

@@ -1,6 +1,8 @@
 """Escalation ([upstream] escalation) against a real mosquitto and a real SQLite file: a result
 flagged for review goes to the escalation topic, a scripted responder replies with its
-correlation_id, and the refined result replaces the stored one and is published again."""
+correlation_id, the refined result replaces the stored one and is published again, and the reply
+becomes a training label (source teacher). Replies arrive in a persistent session: one sent while
+the box is offline arrives when it is back."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edged.analysis.analyzer import store_outcome
 from edged.analysis.pipeline import BatchOutcome
 from edged.config.settings import UpstreamSettings
-from edged.publish.escalation import Rejected, parse_reply
+from edged.config.settings import DEFAULT_LABELS
+from edged.publish.escalation import EscalationReplies, Rejected, parse_reply
 from edged.publish.outbox import OutboxBuilder
 from edged.publish.publisher import Publisher
+from edged.publish.replies import ReplySubscriber
 from edged.store.database import connect, open_database
 from edged.store.inbox import Claimed, ResultRow
 from edged.store.records import NewRecord
@@ -69,15 +73,36 @@ class Responder:
     def _on_message(self, client, userdata, msg) -> None:
         doc = json.loads(msg.payload)
         self.escalations.append(doc)
-        # A malformed reply and one with an unknown id first: both rejected, nothing breaks.
+        # Bad replies first: each rejected and counted, none stored as a label, nothing breaks.
+        cid = doc["correlation_id"]
         client.publish(doc["respond_to"], b"not json", qos=1)
         client.publish(doc["respond_to"], json.dumps({"correlation_id": "res:nope", "label": "fault"}), qos=1)
-        reply = {"correlation_id": doc["correlation_id"], "label": "fault", "severity": 3, "model": "big-upstream"}
+        client.publish(doc["respond_to"], json.dumps({"correlation_id": cid, "label": "explosion"}), qos=1)
+        client.publish(doc["respond_to"], json.dumps({"correlation_id": cid, "label": "fault", "severity": 9}), qos=1)
+        reply = {"correlation_id": cid, "label": "fault", "severity": 3, "model": "big-upstream"}
         client.publish(doc["respond_to"], json.dumps(reply), qos=1)
+        client.publish(doc["respond_to"], json.dumps(reply), qos=1)  # answered twice: applied once
 
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def start_box(settings: UpstreamSettings, writer: StoreWriter, path: Path) -> tuple[Publisher, ReplySubscriber]:
+    """The publisher and the reply subscriber wired as the daemon wires them (edged.app)."""
+    holder: list[Publisher] = []
+    replies = EscalationReplies(OutboxBuilder(settings), writer, lambda: holder and holder[0].wake(), DEFAULT_LABELS)
+    subscriber = ReplySubscriber(settings, replies)
+    publisher = Publisher(settings, writer, connect(path), send_gate=subscriber.subscribed_once.is_set)
+    holder.append(publisher)
+    subscriber.on_subscribed = publisher.gate_opened
+    subscriber.start()
+    publisher.start()
+    return publisher, subscriber
+
+
+def counters(reader) -> dict[str, int]:
+    return dict(reader.execute("SELECT name, value FROM counters WHERE name LIKE 'escalation.%'").fetchall())
 
 
 def test_a_result_for_review_is_escalated_refined_and_published_again(tmp_path: Path, mosquitto):
@@ -88,7 +113,7 @@ def test_a_result_for_review_is_escalated_refined_and_published_again(tmp_path: 
     settings = upstream(mosquitto.url, escalation=True)
     sub = Subscriber(mosquitto.host, mosquitto.port, [RESULTS])
     responder = Responder(mosquitto.host, mosquitto.port)
-    publisher = None
+    publisher = subscriber = None
     try:
         wait_for(sub.subscribed.is_set, DEADLINE_S, what="subscriber subscribed")
         wait_for(lambda: responder.subscribed, DEADLINE_S, what="responder subscribed")
@@ -96,8 +121,7 @@ def test_a_result_for_review_is_escalated_refined_and_published_again(tmp_path: 
         kinds = [r[0] for r in reader.execute("SELECT kind FROM outbox ORDER BY id").fetchall()]
         assert kinds == ["log", "escalation"]
 
-        publisher = Publisher(settings, writer, connect(path))
-        publisher.start()
+        publisher, subscriber = start_box(settings, writer, path)
 
         def refined_messages():
             return [
@@ -122,23 +146,73 @@ def test_a_result_for_review_is_escalated_refined_and_published_again(tmp_path: 
 
         row = reader.execute("SELECT label, severity, needs_review, path FROM results WHERE record_id = 'rec:1'").fetchone()
         assert row == ("fault", 3, 0, "refined_upstream")
-        counters = dict(reader.execute("SELECT name, value FROM counters WHERE name LIKE 'escalation.%'").fetchall())
-        wait_for(
-            lambda: dict(reader.execute("SELECT name, value FROM counters WHERE name LIKE 'escalation.%'").fetchall())
-            == {"escalation.refined": 1, "escalation.rejected": 2},
-            DEADLINE_S, what=f"escalation counters (were {counters})",
-        )
-        assert publisher.is_alive()
+        expected = {
+            "escalation.escalated": 1, "escalation.refined": 1, "escalation.duplicates": 1,
+            "escalation.rejected": 4, "escalation.rejected.not_json": 1,
+            "escalation.rejected.unknown_correlation_id": 1, "escalation.rejected.label_outside_taxonomy": 1,
+            "escalation.rejected.severity_out_of_range": 1,
+        }
+        wait_for(lambda: counters(reader) == expected, DEADLINE_S, what=f"escalation counters (were {counters(reader)})")
+        # The teacher's answer is a training label, once; no rejected reply left one.
+        labels = reader.execute("SELECT text, label, source, ref FROM training_labels").fetchall()
+        assert labels == [("spindle 7 odd noise", "fault", "teacher", "rec:1")]
+        assert publisher.is_alive() and subscriber.is_alive()
+        # Every reply was acknowledged after its commit (none is left for the broker to redeliver).
+        wait_for(lambda: subscriber.acked == 6, DEADLINE_S, what="replies acknowledged")
         # Everything, the refined row included, is delivered and marked.
         wait_for(
             lambda: reader.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0] == 0,
             DEADLINE_S, what="all outbox rows marked sent",
         )
     finally:
+        if subscriber is not None:
+            subscriber.stop()
         if publisher is not None:
             publisher.stop()
         responder.close()
         sub.close()
+        writer.stop()
+
+
+def test_a_reply_sent_while_the_box_is_offline_arrives_when_it_is_back(tmp_path: Path, mosquitto):
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    reader = connect(path)
+    settings = upstream(mosquitto.url, escalation=True)
+    escalations = Subscriber(mosquitto.host, mosquitto.port, [ESCALATION])
+    publisher = subscriber = None
+    try:
+        wait_for(escalations.subscribed.is_set, DEADLINE_S, what="escalation subscriber")
+        store_one(writer, OutboxBuilder(settings), "rec:1", needs_review=True)
+        publisher, subscriber = start_box(settings, writer, path)
+        doc = json.loads(wait_for(lambda: list(escalations.messages), DEADLINE_S, what="the escalation")[0].payload)
+        # The box goes offline (clean disconnects; the broker keeps the session and queues for it).
+        subscriber.stop()
+        publisher.stop()
+        publisher = subscriber = None
+        teacher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="teacher", protocol=mqtt.MQTTv311)
+        teacher.connect(mosquitto.host, mosquitto.port)
+        teacher.loop_start()
+        reply = {"correlation_id": doc["correlation_id"], "label": "fault", "severity": 4}
+        teacher.publish(doc["respond_to"], json.dumps(reply), qos=1).wait_for_publish(DEADLINE_S)
+        teacher.loop_stop()
+        teacher.disconnect()
+        assert reader.execute("SELECT count(*) FROM training_labels").fetchone()[0] == 0
+        # Back online: the queued reply arrives, is applied and becomes a label.
+        publisher, subscriber = start_box(settings, writer, path)
+        wait_for(
+            lambda: reader.execute("SELECT label, source FROM training_labels").fetchall() == [("fault", "teacher")],
+            DEADLINE_S, what="the teacher label after the box came back",
+        )
+        row = reader.execute("SELECT label, severity, path FROM results WHERE record_id = 'rec:1'").fetchone()
+        assert row == ("fault", 4, "refined_upstream")
+    finally:
+        if subscriber is not None:
+            subscriber.stop()
+        if publisher is not None:
+            publisher.stop()
+        escalations.close()
         writer.stop()
 
 
@@ -167,12 +241,67 @@ def test_escalation_on_escalates_only_results_for_review(tmp_path: Path):
 
 
 def test_malformed_replies_are_rejected():
-    for payload in (b"\xff", b"[]", b"{}", b'{"correlation_id": "res:x"}', b'{"correlation_id": "res:x", "label": "a", "severity": "high"}'):
+    cases = {
+        b"\xff": "not_json", b"[1": "not_json", b"[" * 5000: "not_json", b"[]": "malformed", b"{}": "malformed",
+        b'{"correlation_id": "res:x"}': "malformed",
+        b'{"correlation_id": "res:x", "label": "fault", "severity": "high"}': "malformed",
+        b'{"correlation_id": "res:x", "label": "fault", "severity": true}': "malformed",
+        b'{"correlation_id": "res:x", "label": "explosion"}': "label_outside_taxonomy",
+        b'{"correlation_id": "res:x", "label": "fault", "severity": 6}': "severity_out_of_range",
+        b'{"correlation_id": "res:x", "label": "fault", "severity": -1}': "severity_out_of_range",
+    }
+    for payload, reason in cases.items():
         try:
-            parse_reply(payload)
-        except Rejected:
+            parse_reply(payload, DEFAULT_LABELS)
+        except Rejected as exc:
+            assert exc.reason == reason, (payload[:40], exc.reason)
             continue
-        raise AssertionError(f"{payload!r} was accepted")
+        raise AssertionError(f"{payload[:40]!r} was accepted")
+    assert parse_reply(b'{"correlation_id": "res:x", "label": "fault", "severity": 0}', DEFAULT_LABELS)["severity"] == 0
     assert parse_reply(b'{"correlation_id": "res:x", "label": "fault", "summary": null}') == {
         "correlation_id": "res:x", "label": "fault",
     }
+
+
+def test_teacher_labels_rank_below_corrections_and_imports(tmp_path: Path):
+    from edged.triage import labels
+
+    db = open_database(tmp_path / "edged.db")
+    with db.conn:
+        labels.add_teacher_label(db, "Hydraulic hose burst", "fault", "rec:1", 1.0)
+        labels.add_teacher_label(db, "guard door open", "safety", "rec:2", 1.0)
+        labels.add_teacher_label(db, "spindle warm", "warning", "rec:3", 1.0)
+        labels.add_imported(db, [("hydraulic  hose burst", "warning")])
+        db.conn.execute(labels.UPSERT, ("GUARD DOOR OPEN", "normal", "model", "rec:9", 2.0))
+    loaded, outside = labels.load(db, DEFAULT_LABELS, 100)
+    winners = {labels.same_text(x.text): (x.label, x.source) for x in loaded}
+    assert outside == 0
+    assert winners == {
+        "hydraulic hose burst": ("warning", "import"),  # an import beats a teacher
+        "guard door open": ("safety", "teacher"),  # a teacher beats the local model
+        "spindle warm": ("warning", "teacher"),
+    }
+    db.close()
+
+
+def test_a_reply_for_a_result_never_escalated_is_unknown(tmp_path: Path):
+    from edged.publish.escalation import apply_reply
+
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    try:
+        builder = OutboxBuilder(upstream("mqtt://127.0.0.1", escalation=True))
+        store_one(writer, builder, "rec:1", needs_review=False)  # confident: not escalated
+        cid = connect(path).execute("SELECT result_id FROM outbox WHERE kind = 'log'").fetchone()[0]
+
+        def apply(db):
+            try:
+                apply_reply(db, builder, {"correlation_id": cid, "label": "fault"})
+            except Rejected as exc:
+                return exc.reason
+
+        assert writer.call(apply).result() == "unknown_correlation_id"
+        assert connect(path).execute("SELECT count(*) FROM training_labels").fetchone()[0] == 0
+    finally:
+        writer.stop()

@@ -88,6 +88,32 @@ def test_unit_security_exposure() -> None:
     assert float(match.group(1)) <= MAX_EXPOSURE, out.stdout
 
 
+TEACHER_UNIT = REPO / "systemd" / "edged-teacher.service"
+TEACHER_EXEC_START = "ExecStart=/opt/edged/venv/bin/edged teacher --config /etc/edged/teacher.toml"
+
+
+def test_teacher_unit_verifies_clean(tmp_path: Path) -> None:
+    text = TEACHER_UNIT.read_text()
+    assert TEACHER_EXEC_START in text
+    local = Path(sys.executable).with_name("edged")
+    command = f"{local} teacher" if local.exists() else f"{sys.executable} -m edged teacher"
+    unit = tmp_path / "edged-teacher.service"
+    unit.write_text(text.replace(TEACHER_EXEC_START, f"ExecStart={command} --config /etc/edged/teacher.toml"))
+    out = subprocess.run([systemd_analyze(), "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
+
+
+def test_teacher_unit_security_exposure() -> None:
+    out = subprocess.run(
+        [systemd_analyze(), "security", "--offline=true", "--no-pager", str(TEACHER_UNIT.relative_to(REPO))],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "SYSTEMD_COLORS": "0"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    match = re.search(r"Overall exposure level for edged-teacher\.service: (\d+(?:\.\d+)?)", out.stdout)
+    assert match, out.stdout + out.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, out.stdout
+
+
 def test_unit_settings_the_daemon_relies_on() -> None:
     # Not a second opinion on systemd's parser: the few lines edged's own behaviour assumes.
     lines = {line.strip() for line in UNIT.read_text().splitlines()}

@@ -55,14 +55,10 @@ def store_outcome(
     if outbox is not None:
         insert_rows(db, [outbox.for_result(r, outcome.records[r.record_id]) for r in outcome.results])
         if outbox.settings.escalation:
-            insert_rows(
-                db,
-                [
-                    outbox.for_escalation(r, outcome.records[r.record_id])
-                    for r in outcome.results
-                    if r.needs_review
-                ],
-            )
+            escalations = [outbox.for_escalation(r, outcome.records[r.record_id]) for r in outcome.results if r.needs_review]
+            insert_rows(db, escalations)
+            if escalations:
+                db.conn.execute(ADD_COUNTER, ("escalation.escalated", len(escalations)))
     parked = inbox.fail(db, outcome.failures, max_attempts)
     if outcome.cache_entries:
         db.conn.executemany(

@@ -15,7 +15,7 @@ from typing import Any
 from edged.config.broker_url import parse_broker_url
 
 # Section -> the systemd credential (LoadCredential=NAME:FILE) that holds its broker password.
-BROKER_CREDENTIALS = {"mqtt": "mqtt_password", "upstream": "upstream_password"}
+BROKER_CREDENTIALS = {"mqtt": "mqtt_password", "upstream": "upstream_password", "teacher": "teacher_password"}
 
 Problem = tuple[tuple[str, str], str]  # ((section, key), message)
 
@@ -63,6 +63,7 @@ def cross_section_problems(settings: Any) -> list[Problem]:
     problems: list[Problem | None] = [
         _password_without_user("mqtt", settings.mqtt),
         _password_without_user("upstream", settings.upstream),
+        _password_without_user("teacher", settings.teacher),
     ]
     mqtt, upstream = settings.mqtt, settings.upstream
     if mqtt.url and upstream.url and mqtt.client_id == upstream.client_id:
@@ -70,6 +71,17 @@ def cross_section_problems(settings: Any) -> list[Problem]:
             f"must differ from [mqtt] client_id ({mqtt.client_id!r}); two connections with one client id"
             " throw each other off the broker"
         )))
+    if upstream.url and upstream.escalation:
+        # Escalation replies arrive on their own persistent session (edged.publish.replies).
+        replies = upstream.response_client_id or f"{upstream.client_id}-replies"
+        taken = {upstream.client_id: "[upstream] client_id"}
+        if mqtt.url:
+            taken[mqtt.client_id] = "[mqtt] client_id"
+        if replies in taken:
+            problems.append((("upstream", "response_client_id"), (
+                f"must differ from {taken[replies]} ({replies!r}); two connections with one client id"
+                " throw each other off the broker"
+            )))
     levels = {"prefix": upstream.prefix, "site": upstream.site, "node": upstream.node}
     problems.append(_topic_template(upstream, "topic", {**levels, "kind": "log"}))
     problems.append(_topic_template(upstream, "escalation_topic", levels))

@@ -239,6 +239,11 @@ class UpstreamSettings(BrokerSettings):
         "{prefix}/{site}/{node}/escalation/response",
         description="topic edged subscribes to for refined results (replies with the escalation's correlation_id)",
     )
+    response_client_id: str | None = Field(
+        None,
+        description="client id of the persistent session that receives the replies (the broker keeps them while"
+        " the box is offline); unset = client_id + \"-replies\"",
+    )
 
     @field_validator("prefix", "site", "node")
     @classmethod
@@ -371,6 +376,39 @@ class TriageSettings(Section):
         return value
 
 
+class TeacherSettings(BrokerSettings):
+    """``edged teacher``: the central responder that answers the escalations of many boxes with a bigger
+    model behind an OpenAI-compatible server (edged.teacher). ``edged run`` does not use this section."""
+
+    client_id: str = Field(
+        default_factory=lambda: f"edged-teacher-{socket.gethostname()}",
+        description="client id of the teacher's persistent session (escalations queue under it while it is down)",
+    )
+    topics: list[str] = Field(
+        default_factory=lambda: ["edged/+/+/escalation"],
+        min_length=1,
+        description="escalation topics of the boxes to answer (wildcards over site and node)",
+    )
+    answers_path: Path = Field(
+        default_factory=lambda: state_dir() / "teacher.db",
+        description="SQLite file of the answers given, by correlation id: a redelivered escalation gets the same"
+        " reply again, without asking the model",
+    )
+    keep_answers_s: float = Field(30 * 86400.0, gt=0, description="answers are forgotten after this")
+    model_url: str = Field(
+        "http://127.0.0.1:8000/v1", description="base URL of the OpenAI-compatible server that answers"
+    )
+    model: str = Field("default", description="model id to ask the server for; \"default\": the first it lists")
+    api_key_file: Path | None = Field(None, description="file holding a bearer token, if the server wants one")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    structured_output: Literal["auto", "json_schema", "json_object", "grammar"] = Field(
+        "auto", description="how the output schema is sent (see [backend] structured_output of openai_http)"
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="model failures before an escalation is left unanswered (acknowledged, logged, counted)"
+    )
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
@@ -440,6 +478,7 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> "Settings":

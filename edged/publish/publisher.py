@@ -23,9 +23,10 @@ message for the whole life of the client object (not per connection, unlike the 
 ingest side acks), so mid -> row needs no connection generation. We count those resends as
 ``publish.resent``.
 
-**Escalation.** With ``[upstream] escalation`` on, the publisher also subscribes (QoS 1) to the
-response topic on every connect and hands replies to ``edged.publish.escalation``. With a clean
-session, a reply sent while the link is down is lost; the result then stays flagged for review.
+**Escalation.** With ``[upstream] escalation`` on, escalations are outbox rows like results; their
+replies arrive on a second connection with a persistent session (edged.publish.replies), and
+``send_gate`` holds every publish until that connection has subscribed once, so no escalation goes
+out before the broker keeps its answers for this box.
 """
 
 from __future__ import annotations
@@ -36,15 +37,14 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 import sqlite_utils
 
 from edged.config.settings import UpstreamSettings
 from edged.store.outbox import Delivered, expire_sent, mark_sent, read_unsent
-from edged.publish.escalation import EscalationReplies
-from edged.publish.outbox import OutboxBuilder, response_topic, status_topic, topic_for, with_published_at
+from edged.publish.outbox import status_topic, topic_for, with_published_at
 from edged.sources.mqtt.connection import (
     BrokerAddress,
     ExponentialBackoff,
@@ -79,7 +79,12 @@ class Publisher:
 
     name = "publisher"
 
-    def __init__(self, settings: UpstreamSettings, writer: StoreWriter, reader: sqlite_utils.Database) -> None:
+    def __init__(
+        self, settings: UpstreamSettings, writer: StoreWriter, reader: sqlite_utils.Database,
+        send_gate: Callable[[], bool] | None = None,
+    ) -> None:
+        """``send_gate``: while it returns False nothing is published (call ``gate_opened()`` when it
+        turns True)."""
         if not settings.url:
             raise ValueError("[upstream] url is not set")
         self.settings = settings
@@ -87,9 +92,7 @@ class Publisher:
         self.reader = reader
         self.address: BrokerAddress = parse_broker_url(settings.url)
         self.status_topic = status_topic(settings)
-        # [upstream] escalation: replies to escalated results, on the response topic.
-        self.response_topic = response_topic(settings) if settings.escalation else None
-        self.escalation = EscalationReplies(OutboxBuilder(settings), writer, self.wake) if settings.escalation else None
+        self.send_gate = send_gate
         self.window = settings.inflight
         self.buffer_rows = max(4 * self.window, MIN_BUFFER_ROWS)
         self.refill_below = self.buffer_rows // 2
@@ -144,8 +147,6 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        if self.escalation is not None:
-            client.message_callback_add(self.response_topic, self._on_reply)
         self._client = client
         backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
         self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log)
@@ -233,8 +234,6 @@ class Publisher:
         self._online = True
         if self.settings.birth:
             client.publish(self.status_topic, "online", qos=1, retain=True)
-        if self.response_topic is not None:
-            client.subscribe(self.response_topic, qos=1)
         assert self._loop is not None
         self._loop.call_soon(self._fill_window)  # after paho's resends
         self._wakeup.set()
@@ -258,12 +257,11 @@ class Publisher:
             self._wakeup.set()
         self._fill_window()
 
-    def _on_reply(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        assert self.escalation is not None
-        try:
-            self.escalation.handle(msg.payload)
-        except Exception:
-            log.exception("handling an escalation reply failed")
+    def gate_opened(self) -> None:
+        """``send_gate`` turned True: publish what waits."""
+        if self._loop is not None:
+            self._loop.call_soon(self._fill_window)
+        self._wakeup.set()
 
     def _enqueue(self, rows: list[_Row]) -> None:
         self._pending.extend(rows)
@@ -273,6 +271,8 @@ class Publisher:
         client = self._client
         assert client is not None
         pending, inflight = self._pending, self._inflight
+        if self.send_gate is not None and not self.send_gate():
+            return
         while self._online and not self._stopping and pending and len(inflight) < self.window:
             row = pending.popleft()
             self.taken += 1

@@ -90,6 +90,16 @@ def record_id_of(db: sqlite_utils.Database, result_id: str) -> str | None:
     return None if row is None else row[0]
 
 
+def was_escalated(db: sqlite_utils.Database, result_id: str) -> bool:
+    """Whether this box sent the result ``result_id`` for review (its escalation row is ``esc:...``)."""
+    if not result_id.startswith("res:"):
+        return False
+    escalation_id = "esc:" + result_id.split(":", 1)[1]
+    return db.execute(
+        "SELECT 1 FROM outbox WHERE result_id = ? AND kind = 'escalation'", (escalation_id,)
+    ).fetchone() is not None
+
+
 def mark_sent(db: sqlite_utils.Database, delivered: Iterable[Delivered], counters: dict[str, int]) -> int:
     """In the writer's transaction: set sent_at on acknowledged rows and add the publisher's counters.
     Returns how many rows were newly marked (a row already marked, or deleted meanwhile, is skipped)."""

@@ -11,7 +11,10 @@ already acknowledged by the upstream broker; age in seconds of the oldest unsent
 ``analysis.classified_by`` (results by path: triage, slm, upstream), ``analysis.ungrounded`` (model values
 rejected as not in the text, per field), ``analysis.summaries`` (cut, regenerated, failed_check), ``triage.labels`` (training labels by
 source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at; null
-before the first accepted training).
+before the first accepted training), ``escalation.escalated`` (results sent to the teacher),
+``escalation.refined``, ``escalation.duplicates``, ``escalation.rejected`` and
+``escalation.rejected_by_reason`` (replies dropped: not_json, malformed, label_outside_taxonomy,
+severity_out_of_range, unknown_correlation_id, result_gone).
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ def _triage(db: sqlite_utils.Database) -> dict[str, Any]:
     }
 
 
+def _escalation(db: sqlite_utils.Database) -> dict[str, Any]:
+    counters = _grouped(db, "SELECT name, value FROM counters WHERE name LIKE 'escalation.%'")
+    prefix = "escalation.rejected."
+    return {
+        "escalated": counters.get("escalation.escalated", 0),
+        "refined": counters.get("escalation.refined", 0),
+        "duplicates": counters.get("escalation.duplicates", 0),
+        "rejected": counters.get("escalation.rejected", 0),
+        "rejected_by_reason": {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)},
+    }
+
+
 def collect_status(db: sqlite_utils.Database, path: Path, max_bytes: int | None = None) -> dict[str, Any]:
     """``max_bytes``: the configured size cap, shown beside the used size."""
     by_status = dict.fromkeys(STATUSES, 0) | _grouped(db, "SELECT status, count(*) FROM records GROUP BY status")
@@ -94,6 +109,7 @@ def collect_status(db: sqlite_utils.Database, path: Path, max_bytes: int | None 
         "schema_version": current_version(db),
         "storage": storage_status(db, path, max_bytes),
         "upstream": upstream_status(db),
+        "escalation": _escalation(db),
     }
 
 

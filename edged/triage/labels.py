@@ -3,6 +3,9 @@
 Sources, in the order they win when two give the same text a label:
   correction  a person's label from the web page or the API (copied with the record's text)
   import      ``edged learn --data FILE.csv`` (one row per distinct text; a later import wins)
+  teacher     the answer of a bigger model upstream to an escalated result (``edged teacher``, or any
+              responder on the escalation response topic; edged.publish.escalation). Below imports: a
+              file people labeled is curated, a teacher model is not; above the local model's answers.
   model       a confident language-model answer, only when ``[triage] learn_from_model_confidence``
               is set. Off by default: a 135M model's confidence says little, and learning from its
               own mistakes would make them permanent. Results the triage classifier made are never used.
@@ -23,7 +26,7 @@ import sqlite_utils
 
 from edged.triage.features import normalize
 
-SOURCE_RANK = {"correction": 0, "import": 1, "model": 2}
+SOURCE_RANK = {"correction": 0, "import": 1, "teacher": 2, "model": 3}
 UPSERT = (
     "INSERT INTO training_labels (text, label, source, ref, added_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (source, ref) DO UPDATE SET text = excluded.text, label = excluded.label,"
@@ -60,6 +63,11 @@ def add_correction(db: sqlite_utils.Database, record_id: str, label: str, at: fl
     row = db.execute("SELECT text FROM records WHERE record_id = ?", (record_id,)).fetchone()
     if row is not None:
         db.conn.execute(UPSERT, (row[0], label, "correction", record_id, at or time.time()))
+
+
+def add_teacher_label(db: sqlite_utils.Database, text: str, label: str, record_id: str, at: float) -> None:
+    """A teacher's answer for an escalated record (in the caller's transaction; one per record)."""
+    db.conn.execute(UPSERT, (text, label, "teacher", record_id, at))
 
 
 def add_imported(db: sqlite_utils.Database, rows: list[tuple[str, str]]) -> tuple[int, int]:
