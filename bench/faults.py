@@ -305,6 +305,9 @@ def part_disk(tmp: Path, quick: bool, full_s: float) -> dict:
         subprocess.run(["umount", "-l", str(small)])
 
 
+SMOKE_ARGS = ["--quick", "--parts", "slow"]  # the web part only: hostile and disk are in the fault suite
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true")

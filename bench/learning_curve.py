@@ -334,6 +334,10 @@ def halving(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# The oracle teacher over 100 records (a training, escalations, replies): the plumbing, not the curve.
+SMOKE_ARGS = ["--records", "100", "--teachers", "oracle", "--heldout", "50"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.learning_curve", description=__doc__.split("\n")[0])
     p.add_argument("--records", type=int, default=1000, help="records streamed with the oracle teacher")

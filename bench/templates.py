@@ -35,8 +35,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import LOGHUB_DIR, REPO, write_result
-from bench.legacy_miner import TemplateStore as LegacyMiner
+from bench.common import LOGHUB_DIR, REPO, Unavailable, write_result
+from bench._legacy_miner import TemplateStore as LegacyMiner
 from edged.analysis.pipeline import Pipeline, ResultCache
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend, Completion, CompletionRequest
@@ -221,6 +221,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
+SMOKE_ARGS = ["--systems", "Apache", "--name", "templates_smoke"]  # one small system, no model
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.templates", description=__doc__.split("\n")[0])
     p.add_argument("--systems", default="", help="comma-separated systems (default: every Loghub system found)")
@@ -230,8 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     found = sorted(q.parent.name for q in LOGHUB_DIR.glob("*/*_2k.log")) if LOGHUB_DIR.is_dir() else []
     if not found:
-        log(f"no Loghub data under {LOGHUB_DIR}; nothing to measure")
-        return {}
+        raise Unavailable(f"no Loghub data under {LOGHUB_DIR} (the 12 Loghub 2k systems; see its README)")
     names = [s for s in (args.systems.split(",") if args.systems else found) if s]
     systems: dict[str, dict[str, Any]] = {}
     for name in names:
