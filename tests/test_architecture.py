@@ -23,6 +23,11 @@ FORBIDDEN = [
     ("edged.store", "edged.sources", "the store is below every part that writes to it"),
     ("edged.store", "edged.analysis", "the store is below every part that writes to it"),
     ("edged.store", "edged.publish", "the store is below every part that writes to it"),
+    ("edged.teacher", "edged.store", "the teacher runs centrally with its own answer file, never a box's database"),
+] + [
+    ("edged.logformats", part, "header formats are a leaf: the sources, the analysis and the CLI all use them")
+    for part in ("edged.config", "edged.store", "edged.sources", "edged.analysis", "edged.triage", "edged.backends",
+                 "edged.models", "edged.publish", "edged.web", "edged.app", "edged.cli")
 ]
 
 
