@@ -19,7 +19,9 @@ import sqlite_utils
 
 from edged.analysis.digest import make_digests, store_digests
 from edged.analysis.pipeline import BatchOutcome, Interrupted, Pipeline, ResultCache
-from edged.analysis.tasks import SUMMARIZE
+from edged.analysis.evidence import Evidence
+from edged.analysis.routing import model_judge
+from edged.analysis.tasks import CLASSIFY, SUMMARIZE
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend
 from edged.publish.outbox import OutboxBuilder, insert_rows
@@ -114,6 +116,8 @@ class Analyzer:
             TemplateStore.load(reader),
             ResultCache(lambda key: load_cache_entry(reader, key)),
             self.router,
+            Evidence(settings),
+            (triage or TriageSettings()).severities,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -189,7 +193,9 @@ class Analyzer:
         if not due(self.reader, self.triage):
             return False
         try:
-            report = learn(self.reader, lambda fn: self.writer.call(fn).result(), self.triage, list(self.settings.labels))
+            # The new version's routing is measured with this model, as the pipeline would ask it.
+            report = learn(self.reader, lambda fn: self.writer.call(fn).result(), self.triage, list(self.settings.labels),
+                           judge=model_judge(self.backend, self.pipeline.specs[CLASSIFY]))
         except NotEnoughLabels as exc:
             log.info("automatic training skipped: %s", exc)
             return False

@@ -4,9 +4,9 @@
   line); every later line of it reuses the classification, and takes the extracted values that came
   from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
 - Incident reports always go to the model: classify, extract and summarize.
-- Classification is routed (edged.triage): where the triage classifier is confident its label is
-  the answer and the model is not asked; otherwise the model is, shown similar labeled examples and
-  choosing among the classifier's likeliest labels.
+- Classification is routed (edged.analysis.routing): a confident triage classifier, or the record's
+  own level and words, decide without the model; otherwise the model is asked, shown similar labeled
+  examples and choosing among the labels left, or the classifier's unsure guess stands for review.
 - Calls are grouped by task (all classifications, then all extractions, then summaries), so
   consecutive calls share their task's system prompt and llama.cpp reuses its KV cache.
 """
@@ -33,12 +33,14 @@ from edged.analysis.tasks import (
     parse_answer,
     request_for,
 )
+from edged.analysis.evidence import Evidence
+from edged.analysis.routing import SLM, Subject, route
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
 from edged.store.inbox import Claimed, ResultRow
 from edged.triage.retrieval import Example
-from edged.triage.router import SLM, TRIAGE, Router
+from edged.triage.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class _Work:
     triage_version: int | None = None
     examples: list[Example] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
+    review: bool | None = None  # routing's say on needs_review (None: from the confidence)
 
 
 @dataclass
@@ -107,9 +110,13 @@ class Pipeline:
         templates: TemplateStore,
         cache: ResultCache,
         router: Router | None = None,
+        evidence: Evidence | None = None,
+        severities: dict[str, int] | None = None,
     ):
         self.settings = settings
         self.router = router
+        self.evidence = evidence or Evidence(settings)
+        self.severities = severities or {}  # of a label the lexicon gave
         self.backend = backend
         self.templates = templates
         self.cache = cache
@@ -147,6 +154,7 @@ class Pipeline:
             if exact is not None:
                 w.answers, w.confidence, w.path = exact["answers"], exact.get("confidence"), "exact_cache"
                 w.classified_by, w.triage_version = exact.get("classified_by", SLM), exact.get("triage_version")
+                w.review = exact.get("review")
                 hits["exact"] += 1
                 continue
             cached = self.cache.get(self._template_key(tid))
@@ -160,8 +168,8 @@ class Pipeline:
                 first_of_template[tid] = w
                 needs[CLASSIFY].append(w)
                 needs[EXTRACT].append(w)
-        # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
-        if self.router is not None and needs[CLASSIFY]:
+        # 2. Routing takes the classifications the classifier or the evidence decide; the rest get examples.
+        if needs[CLASSIFY]:
             self._route(needs)
         # 3. The model, one task at a time.
         for task in (CLASSIFY, EXTRACT, SUMMARIZE):
@@ -181,6 +189,7 @@ class Pipeline:
                 "param_map": _param_map(w.answers.get(EXTRACT, {}), w.mined.params if w.mined else []),
                 "classified_by": w.classified_by,
                 "triage_version": w.triage_version,
+                "review": w.review,
             }
             new_cache[self._template_key(tid)] = entry
             self.cache.put(self._template_key(tid), entry)
@@ -194,7 +203,7 @@ class Pipeline:
             if w.path == "model" and w.record.kind == "log" and w.error is None:
                 key = self._exact_key(w.record.text)
                 entry = {"answers": w.answers, "confidence": w.confidence, "classified_by": w.classified_by,
-                         "triage_version": w.triage_version}
+                         "triage_version": w.triage_version, "review": w.review}
                 new_cache[key] = entry
                 self.cache.put(key, entry)
         results, failures = [], []
@@ -215,14 +224,14 @@ class Pipeline:
         )
 
     def _route(self, needs: dict[str, list[_Work]]) -> None:
-        decisions = self.router.decide([w.record.text for w in needs[CLASSIFY]])
+        subjects = [_subject(w.record) for w in needs[CLASSIFY]]
         ask = []
-        for w, d in zip(needs[CLASSIFY], decisions):
-            if d.label is not None:
-                w.answers[CLASSIFY] = {"label": d.label, "severity": d.severity}
-                w.confidence, w.classified_by, w.triage_version = d.probability, TRIAGE, d.version
+        for w, r in zip(needs[CLASSIFY], route(subjects, self.evidence, self.router, self.severities)):
+            if r.label is not None:
+                w.answers[CLASSIFY] = {"label": r.label, "severity": r.severity}
+                w.confidence, w.classified_by, w.triage_version, w.review = r.confidence, r.by, r.triage_version, r.review
             else:
-                w.examples, w.candidates = d.examples, d.candidates
+                w.examples, w.candidates = r.examples, r.candidates
                 ask.append(w)
         needs[CLASSIFY] = ask
 
@@ -267,6 +276,7 @@ class Pipeline:
             answers[EXTRACT] = fields
         w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
         w.classified_by, w.triage_version = entry.get("classified_by", SLM), entry.get("triage_version")
+        w.review = entry.get("review")
 
     def _result(self, w: _Work) -> ResultRow:
         classify = w.answers.get(CLASSIFY, {})
@@ -280,7 +290,7 @@ class Pipeline:
             confidence=confidence,
             fields=w.answers.get(EXTRACT),
             summary=w.answers.get(SUMMARIZE, {}).get("summary"),
-            needs_review=confidence is None or confidence < threshold,
+            needs_review=w.review if w.review is not None else confidence is None or confidence < threshold,
             path=w.path,
             model=self.backend.model_name,
             model_sha256=self.backend.model_sha256,
@@ -291,6 +301,10 @@ class Pipeline:
             classified_by=w.classified_by if CLASSIFY in w.answers else None,
             triage_version=w.triage_version,
         )
+
+
+def _subject(record: Claimed) -> Subject:
+    return Subject(record.text, (record.header or {}).get("level"), record.message)
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:

@@ -27,6 +27,8 @@ class Claimed:
     attempts: int  # including this claim
     received_at: float
     priority: int
+    header: dict[str, str] | None = None  # parsed header fields (format, time, level, host, component, pid), raw text
+    message: str | None = None  # the line after its header; None when no header was parsed (use text)
 
 
 @dataclass
@@ -47,7 +49,7 @@ class ResultRow:
     model_calls: int
     latency_ms: float | None
     analyzed_at: float = field(default_factory=time.time)
-    classified_by: str | None = None  # triage | slm | upstream: which path gave the label (None: no label)
+    classified_by: str | None = None  # triage | level | lexicon | slm | upstream: which path gave the label (None: no label)
     triage_version: int | None = None  # the triage model version that gave it
 
     def as_tuple(self) -> tuple:

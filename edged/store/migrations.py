@@ -287,3 +287,11 @@ def create_learning_tables(db: sqlite_utils.Database) -> None:
     # Which path classified a result: the triage classifier (no model call) or the language model.
     db.execute("ALTER TABLE results ADD COLUMN classified_by TEXT")
     db.execute("ALTER TABLE results ADD COLUMN triage_version INTEGER")
+
+
+@migration(8)
+def add_version_routing(db: sqlite_utils.Database) -> None:
+    # Per trained triage version: whether, on its own held-out labels, the language model beat the
+    # classifier's guess on the records the classifier was unsure of, and the threshold chosen from
+    # those figures (JSON; NULL = not measured, so unsure records keep the guess).
+    db.execute("ALTER TABLE triage_models ADD COLUMN routing TEXT")
