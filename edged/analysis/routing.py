@@ -52,7 +52,7 @@ class Route:
     confidence: float | None = None
     by: str | None = None  # triage | level | lexicon; None: the model (slm)
     review: bool | None = None  # flagged for review regardless of confidence; None: from the model's confidence
-    candidates: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)  # the labels the model chooses from ([] = all)
     examples: list[Example] = field(default_factory=list)
     triage_version: int | None = None
     seen: Seen = field(default_factory=Seen)
@@ -77,17 +77,19 @@ def _one(s: Subject, d: Decision, evidence: Evidence, severities: dict[str, int]
     if d.label is not None:
         return Route(d.label, d.severity, d.probability, TRIAGE, triage_version=d.version)
     seen = evidence.of(s.message if s.message is not None else s.text, s.level)
+    # Where routing decides without the model, candidates still say what the model would have chosen from.
     common = {"seen": seen, "examples": d.examples, "unsure": d.guess is not None, "guess": d.guess}
     proposals = seen.proposals
     if len(proposals) == 1:
         label = proposals[0]
         if seen.level_label is not None:
-            return Route(label, seen.level_severity, None, LEVEL, review=False, **common)
-        return Route(label, severities.get(label), None, LEXICON, review=False, **common)
+            return Route(label, seen.level_severity, None, LEVEL, review=False, candidates=d.candidates, **common)
+        return Route(label, severities.get(label), None, LEXICON, review=False, candidates=d.candidates, **common)
     if len(proposals) > 1:  # the level and the words disagree: the model chooses among what they say
         return Route(candidates=[label for label in evidence.taxonomy if label in proposals], **common)
     if d.guess is not None and not d.ask_model:
-        return Route(d.guess, d.severity, d.probability, TRIAGE, review=True, triage_version=d.version, **common)
+        return Route(d.guess, d.severity, d.probability, TRIAGE, review=True, triage_version=d.version,
+                     candidates=d.candidates, **common)
     return Route(candidates=d.candidates, **common)
 
 

@@ -30,6 +30,22 @@ DEFAULT_THRESHOLD = 0.8  # where a version was not measured and no threshold is 
 Judge = Callable[[list[str], list[list[str]], list[list[tuple[str, str]]]], list[str | None]]
 
 
+class JudgeUnavailable(RuntimeError):
+    """The language model could not be loaded to measure routing: the version is stored unmeasured."""
+
+
+def lazy(load: Callable[[], Judge]) -> Judge:
+    """A judge whose model is loaded at its first question (a training may end before any is asked)."""
+    loaded: list[Judge] = []
+
+    def judge(texts: list[str], choices: list[list[str]], examples: list[list[tuple[str, str]]]) -> list[str | None]:
+        if not loaded:
+            loaded.append(load())
+        return loaded[0](texts, choices, examples)
+
+    return judge
+
+
 def ranked(probs: np.ndarray, classes: list[str], taxonomy: list[str]) -> list[str]:
     """The classifier's labels for one text, likeliest first, less those no longer in the taxonomy."""
     allowed = set(taxonomy)
@@ -77,8 +93,11 @@ def measure(
     considered = (threshold,) if threshold is not None else THRESHOLDS
     unsure = sorted((i for i in range(n) if best[i] < max(considered)), key=lambda i: best[i])
     asked = unsure[:sample]
-    answers = judge([texts[i] for i in asked], [candidates(orders[i], taxonomy, k) for i in asked],
-                    [examples_for(texts[i]) for i in asked]) if asked else []
+    try:
+        answers = judge([texts[i] for i in asked], [candidates(orders[i], taxonomy, k) for i in asked],
+                        [examples_for(texts[i]) for i in asked]) if asked else []
+    except JudgeUnavailable as exc:
+        return not_measured(f"the language model could not be loaded: {exc}", threshold)
     model_right = dict(zip(asked, (a == gold[i] for i, a in zip(asked, answers))))
     triage_right = sum(guess_right)
     rows = []
