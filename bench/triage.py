@@ -70,8 +70,13 @@ def edged(args: list[str], config: Path, cwd: Path, **overrides: str) -> dict[st
 
 
 def throughput(config_path: Path, texts: list[str], threads: int | None) -> dict[str, Any]:
-    """Routed vs SLM-only classification of the same records, measured in this process."""
-    from edged.analysis.tasks import classify_spec, parse_answer, request_for
+    """Routed vs SLM-only classification of the same records, measured in this process. Routed is the
+    analyzer's own routing (edged.analysis.routing), candidates and the measured choice included."""
+    import dataclasses
+
+    from edged.analysis.evidence import Evidence
+    from edged.analysis.routing import Subject, route
+    from edged.analysis.tasks import among, classify_spec, parse_answer, request_for
     from edged.app import build_backend
     from edged.config import load_config
     from edged.store.database import connect
@@ -86,22 +91,26 @@ def throughput(config_path: Path, texts: list[str], threads: int | None) -> dict
     try:
         backend.complete(request_for(spec, "warm-up"))
 
-        def ask(text: str, examples) -> str:
+        def ask(text: str, examples, candidates=()) -> str:
             request = request_for(spec, text, kind="incident", examples=[(e.text, e.label) for e in examples])
-            return parse_answer(spec, backend.complete(request))["label"]
+            if candidates:
+                request = dataclasses.replace(request, schema=among(spec, list(candidates)))
+            return parse_answer(spec, backend.complete(request), request.schema)["label"]
 
         t0 = time.perf_counter()
         slm_labels = [ask(t, router.index.nearest(t, router.settings.examples) if router.index else []) for t in texts]
         slm_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         routed_labels, asked = [], []
+        evidence = Evidence(settings.analysis)
         for lo in range(0, len(texts), 16):  # the analyzer's default batch size
-            for i, d in enumerate(router.decide(texts[lo : lo + 16]), lo):
-                if d.label is not None:
-                    routed_labels.append(d.label)
+            subjects = [Subject(t) for t in texts[lo : lo + 16]]
+            for i, r in enumerate(route(subjects, evidence, router, settings.triage.severities), lo):
+                if not r.ask_model:
+                    routed_labels.append(r.label)
                 else:
                     asked.append(i)
-                    routed_labels.append(ask(texts[i], d.examples))
+                    routed_labels.append(ask(texts[i], r.examples, r.candidates))
         routed_s = time.perf_counter() - t0
     finally:
         backend.close()
@@ -111,7 +120,8 @@ def throughput(config_path: Path, texts: list[str], threads: int | None) -> dict
         "routed": {"seconds": round(routed_s, 2), "records_per_s": round(len(texts) / routed_s, 2),
                    "model_calls": len(asked)},
         "ratio_routed_over_slm_only": round(slm_s / routed_s, 2),
-        # Greedy decoding: where both asked the model, the answers must agree (a check of the setup).
+        # Where both asked the model: how often they agree (routed chooses among the classifier's candidates,
+        # so they may differ).
         "agreement_where_both_asked_the_model": round(
             sum(slm_labels[i] == routed_labels[i] for i in asked) / len(asked), 3) if asked else None,
     }
@@ -229,6 +239,7 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"triage: learned from {r['learned_from']} labels in {r['learn']['wall_s']} s (held-out micro-F1"
         f" {r['learn']['heldout_micro_f1']}); eval on {e['rows']} unseen rows: micro-F1 {paths};"
         f" {e['skipped_model_share']:.1%} skipped the model",
+        f"triage: routing of the version: {(r['learn'].get('routing') or {}).get('reason', 'not measured')}",
         f"triage: routed {t['routed']['records_per_s']} records/s vs SLM-only {t['slm_only']['records_per_s']}"
         f" (ratio {t['ratio_routed_over_slm_only']}); triage latency p50 {lat['one_per_call_ms']['p50']} ms per record"
         f" ({lat['batch_of_64_ms_per_record']} ms in batches of 64, {lat['runtime']})",

@@ -242,6 +242,7 @@ class _SlmRun:
 
     predictions: list[str | None]
     seconds: list[float | None]
+    answers: list[str | None] = field(default_factory=list)  # the model's own labels (before --map)
     raw: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)  # of every call, in order
     ok_seconds: float = 0.0
@@ -251,7 +252,7 @@ class _SlmRun:
 
     @classmethod
     def empty(cls, n: int) -> "_SlmRun":
-        return cls([None] * n, [None] * n)
+        return cls([None] * n, [None] * n, [None] * n)
 
     def add(self, other: "_SlmRun") -> None:
         """Count ``other``'s calls in this run's totals (not its predictions)."""
@@ -288,7 +289,7 @@ def _ask_model(backend: Backend, spec: Any, data: Dataset, rows: list[int], kind
             run.ok_seconds += time.perf_counter() - t0
             run.completion_tokens += completion.completion_tokens
             run.raw[label] = run.raw.get(label, 0) + 1
-            run.predictions[i] = _mapped(label, label_map)
+            run.predictions[i], run.answers[i] = _mapped(label, label_map), label
         run.seconds[i] = time.perf_counter() - t0
         run.latencies.append(run.seconds[i])
         if progress is not None:
@@ -401,11 +402,13 @@ def evaluate(
     routed_model = _SlmRun.empty(n)
     for i in reuse:
         routed_model.predictions[i], routed_model.seconds[i] = slm.predictions[i], slm.seconds[i]
+        routed_model.answers[i] = slm.answers[i]
     if fresh:
         run = _ask_model(backend, spec, data, fresh, kind, label_map, examples, questions, progress)
         calls.add(run)
         for i in fresh:
             routed_model.predictions[i], routed_model.seconds[i] = run.predictions[i], run.seconds[i]
+            routed_model.answers[i] = run.answers[i]
 
     gold = data.labels
     reports: dict[str, Any] = {}
@@ -428,6 +431,13 @@ def evaluate(
         name = (r.by + "_guess" if r.review else r.by) if r.by else SLM
         by[name] = by.get(name, 0) + 1
     skipped = n - len(model_rows)
+    # What each level was labelled on the routed path (in the taxonomy, before --map), with --level-col.
+    by_level: dict[str, dict[str, int]] = {}
+    if data.levels is not None and "routed" in paths:
+        for i, r in enumerate(routes):
+            got = (routed_model.answers[i] if r.ask_model else r.label) or ERROR_LABEL
+            counts = by_level.setdefault(levels[i] or "(none)", {})
+            counts[got] = counts.get(got, 0) + 1
     triage_report = None
     if triage_model is not None:
         right = [_mapped(triage_pred[i], label_map) == gold[i] for i in range(n)]
@@ -480,6 +490,7 @@ def evaluate(
         # Rows the routed path classified without a model call, and who classified each row there.
         "skipped_model_share": round(skipped / n, 4) if n else 0.0,
         "routed_by": by,
+        "routed_by_level": by_level or None,
         "triage": triage_report,
         "examples": {
             "per_prompt": k if index is not None else 0,
