@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: edged's default)")
     p.add_argument("--other-thresholds", default="0.5",
                    help="comma-separated [triage] confidence_threshold values to score the routed path at too")
+    p.add_argument("--routing-sample", type=int,
+                   help="[triage] routing_sample: held-out labels the model is asked about to measure routing")
+    p.add_argument("--paths", default="triage,slm,routed", help="paths edged eval scores")
+    p.add_argument("--no-throughput", action="store_true", help="skip the routed vs SLM-only throughput run")
     args = p.parse_args(argv)
     limit = 150 if args.quick and args.limit is None else args.limit
     records = 60 if args.quick else args.throughput_records
@@ -185,16 +189,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_csv(tmp / "test.csv", held)
         config = tmp / "edged.toml"
         threads = f"\n[backend]\nthreads = {args.threads}\n" if args.threads else ""
+        sample = f"\n[triage]\nrouting_sample = {args.routing_sample}\n" if args.routing_sample is not None else ""
         config.write_text(
             f'[store]\npath = "{tmp / "edged.db"}"\n[model]\ndir = "{REPO / "models"}"\n'
-            f"[analysis]\nlabels = {json.dumps(labels)}\n{threads}"
+            f"[analysis]\nlabels = {json.dumps(labels)}\n{threads}{sample}"
         )
         t0 = time.perf_counter()
         learned = edged(["learn", "--data", str(tmp / "train.csv"), "--text-col", "text", "--label-col", "label"],
                         config, tmp)
         learn_s = time.perf_counter() - t0
         log(f"learned: {learned['training']['decision']} ({learn_s:.1f} s)")
-        eval_args = ["eval", "--data", str(tmp / "test.csv"), "--text-col", "text", "--label-col", "label"]
+        eval_args = ["eval", "--data", str(tmp / "test.csv"), "--text-col", "text", "--label-col", "label",
+                     "--paths", args.paths]
         if limit:
             eval_args += ["--limit", str(limit)]
         evaluation = edged(eval_args, config, tmp)
@@ -202,14 +208,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + f"; skipped the model: {evaluation['skipped_model_share']}")
         other = {}
         for threshold in [t for t in args.other_thresholds.split(",") if t.strip()]:
-            r = edged([*eval_args, "--paths", "routed"], config, tmp, EDGED_TRIAGE__CONFIDENCE_THRESHOLD=threshold)
+            r = edged([*eval_args[:-2], "--paths", "routed"], config, tmp, EDGED_TRIAGE__CONFIDENCE_THRESHOLD=threshold)
             other[threshold] = {"routed_micro_f1": r["paths"]["routed"]["micro_f1"],
                                 "skipped_model_share": r["skipped_model_share"], "model_calls": r["model_calls"]}
             log(f"eval at threshold {threshold}: routed micro-F1 {other[threshold]['routed_micro_f1']},"
                 f" skipped the model: {other[threshold]['skipped_model_share']}")
         texts = [t for t, _ in held]
-        speed = throughput(config, texts[:records], args.threads)
-        log(f"throughput: routed/slm-only {speed['ratio_routed_over_slm_only']}")
+        speed = None if args.no_throughput else throughput(config, texts[:records], args.threads)
+        if speed:
+            log(f"throughput: routed/slm-only {speed['ratio_routed_over_slm_only']}")
         latency = triage_latency(config, texts[:1000])
     result = {
         "data": source,
@@ -220,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "paths": {k: {m: v[m] for m in ("micro_f1", "macro_f1", "records_per_s")}
                       for k, v in evaluation["paths"].items()},
             "skipped_model_share": evaluation["skipped_model_share"],
+            "routed_by": evaluation["routed_by"],
             "triage": evaluation["triage"],
             "examples": evaluation["examples"],
             "model_calls": evaluation["model_calls"],
@@ -235,13 +243,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def summary_lines(r: dict[str, Any]) -> list[str]:
     e, t, lat = r["eval"], r["throughput"], r["triage_latency"]
     paths = ", ".join(f"{k} {v['micro_f1']:.3f}" for k, v in e["paths"].items())
-    return [
+    speed = [] if t is None else [
+        f"triage: routed {t['routed']['records_per_s']} records/s vs SLM-only {t['slm_only']['records_per_s']}"
+        f" (ratio {t['ratio_routed_over_slm_only']})"]
+    return speed + [
         f"triage: learned from {r['learned_from']} labels in {r['learn']['wall_s']} s (held-out micro-F1"
         f" {r['learn']['heldout_micro_f1']}); eval on {e['rows']} unseen rows: micro-F1 {paths};"
         f" {e['skipped_model_share']:.1%} skipped the model",
         f"triage: routing of the version: {(r['learn'].get('routing') or {}).get('reason', 'not measured')}",
-        f"triage: routed {t['routed']['records_per_s']} records/s vs SLM-only {t['slm_only']['records_per_s']}"
-        f" (ratio {t['ratio_routed_over_slm_only']}); triage latency p50 {lat['one_per_call_ms']['p50']} ms per record"
+        f"triage: latency p50 {lat['one_per_call_ms']['p50']} ms per record"
         f" ({lat['batch_of_64_ms_per_record']} ms in batches of 64, {lat['runtime']})",
     ]
 
