@@ -19,6 +19,7 @@ from edged.config import ConfigError, load_config
 from edged.config.settings import AnalysisSettings, TriageSettings
 from edged.store.database import connect, open_database, write_transaction
 from edged.store.inbox import Claimed
+from edged.store.status import collect_status
 from edged.triage import labels as label_store
 from edged.triage import versions
 from edged.triage.learn import learn
@@ -179,6 +180,8 @@ def test_on_a_versions_held_out_labels_routed_micro_f1_is_never_below_triage_onl
     db, report, router, held = trained(tmp_path, judge, rows=rows)
     routing = versions.active(db)[0].routing
     assert routing == report.routing and routing["measured"] and routing["asked"] > 0
+    status = collect_status(db, tmp_path / "edged.db")["triage"]["active"]["routing"]
+    assert status == {k: routing[k] for k in ("route_to_model", "threshold", "reason")}
     routed, triage, asked = routed_and_triage_f1(router, held, judge)
     assert routed >= triage
     assert routing["triage_micro_f1"] == triage and routing["routed_micro_f1"] == routed
