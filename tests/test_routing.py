@@ -249,3 +249,27 @@ def test_eval_routes_rows_as_the_analyzer_does_and_says_who_classified_them(tmp_
     r = evaluate(backend, AnalysisSettings(), data, paths=("routed",), severities=TriageSettings().severities)
     assert r["routed_by"] == {"level": 2, "lexicon": 1, "slm": 1} and r["model_calls"] == 1
     assert r["micro_f1"] == 1.0 and r["skipped_model_share"] == 0.75
+
+
+def test_the_analyzer_measures_an_active_version_stored_without_routing_once(tmp_path):
+    path = tmp_path / "edged.db"
+    db, report, _, _ = trained(tmp_path, None)  # as `edged learn --no-model` leaves it
+    assert not versions.active(db)[0].routing["measured"]
+    from edged.store.writer import StoreWriter
+
+    writer = StoreWriter(db)
+    writer.start()
+    try:
+        backend = FakeBackend(answer=lambda req: {"label": req.schema["properties"]["label"]["enum"][0], "severity": 1})
+        analyzer = Analyzer(AnalysisSettings(), backend, writer, connect(path), None,
+                            UNSURE.model_copy(update={"retrain_after": 0}))
+        analyzer.follow_labels(now=0)
+        assert not analyzer.learn_if_due(now=1e12)  # no training: only the measurement
+        routing = versions.active(connect(path))[0].routing
+        assert routing["measured"] and routing["asked"] == len(backend.calls) > 0
+        assert analyzer.router.routing == routing
+        calls = len(backend.calls)
+        analyzer.learn_if_due(now=2e12)
+        assert len(backend.calls) == calls  # measured once
+    finally:
+        writer.stop()

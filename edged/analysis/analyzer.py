@@ -29,7 +29,7 @@ from edged.config.settings import AnalysisSettings, TriageSettings
 from edged.store import inbox
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter
-from edged.triage.learn import NotEnoughLabels, due, learn
+from edged.triage.learn import NotEnoughLabels, due, learn, measure_active
 from edged.triage.router import Router
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Analyzer:
         self._next_router_check = 0.0
         self._next_learn_check = time.monotonic() + 5.0  # not in the first seconds of a start
         self.trainings = 0
+        self._routing_tried: set[int] = set()  # versions whose routing this run measured (or tried to)
 
     def start(self) -> None:
         self._thread.start()
@@ -190,6 +191,11 @@ class Analyzer:
         if self.triage is None or self.router is None or now < self._next_learn_check:
             return False
         self._next_learn_check = now + LEARN_CHECK_S
+        model = self.router.model
+        if (model is not None and self.triage.routing_sample and model.version not in self._routing_tried
+                and not (self.router.routing or {}).get("measured")):
+            self._routing_tried.add(model.version)
+            self._measure_active()
         if not due(self.reader, self.triage):
             return False
         try:
@@ -206,6 +212,18 @@ class Analyzer:
         log.info("automatic training: %s", report.decision)
         self._next_router_check = 0.0
         return True
+
+    def _measure_active(self) -> None:
+        """An active version stored without its routing figures (trained without the model, or by an older
+        edged) is measured once with this model, between batches; its unsure records keep the guess until then."""
+        try:
+            routing = measure_active(self.reader, lambda fn: self.writer.call(fn).result(), self.triage,
+                                     list(self.settings.labels), model_judge(self.backend, self.pipeline.specs[CLASSIFY]))
+        except Exception:  # measuring must not stop the analysis: the guess keeps standing
+            log.exception("measuring the active triage version's routing failed")
+            routing = None
+        if routing is not None:
+            self.router.routing = routing
 
     def digest_if_due(self, now: float | None = None) -> int:
         """Summarize sources whose digest interval has passed (checked when idle). Returns how many."""

@@ -155,6 +155,25 @@ def measure_routing(model: TriageModel, training: list[label_store.Labeled], tex
                    threshold=settings.confidence_threshold)
 
 
+def measure_active(db: sqlite_utils.Database, write: Write, settings: TriageSettings, taxonomy: list[str],
+                   judge: Judge) -> dict[str, Any] | None:
+    """Measure the routing of an active version that was stored without it (trained without the model,
+    or before edged measured routing) and store it. None when there is nothing to measure."""
+    current = versions.active(db)
+    if current is None or current[0].routing is not None and current[0].routing.get("measured"):
+        return None
+    labeled, _ = label_store.load(db, taxonomy, settings.max_labels)
+    held = [x for x in labeled if label_store.is_heldout(x.text, settings.heldout_percent)]
+    training = [x for x in labeled if not label_store.is_heldout(x.text, settings.heldout_percent)]
+    routing = measure_routing(TriageModel(current[1]), training, [x.text for x in held], [x.label for x in held],
+                              settings, taxonomy, judge)
+    if not routing["measured"]:
+        return None
+    write(lambda w: versions.set_routing(w, current[0].version, routing))
+    log.info("triage model version %d routing: %s", current[0].version, routing["reason"])
+    return routing
+
+
 def due(db: sqlite_utils.Database, settings: TriageSettings) -> bool:
     """Enough new labels since the last training for an automatic one."""
     if not settings.enabled or settings.retrain_after == 0:

@@ -84,3 +84,8 @@ def save(db: sqlite_utils.Database, v: Version, tflite: bytes) -> int:
         (KEEP_FILES,),
     )
     return int(cur.lastrowid)
+
+
+def set_routing(db: sqlite_utils.Database, version: int, routing: dict[str, Any]) -> None:
+    """Store a version's measured routing (in the caller's transaction)."""
+    db.conn.execute("UPDATE triage_models SET routing = ? WHERE version = ?", (json.dumps(routing), version))
