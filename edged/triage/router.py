@@ -24,8 +24,6 @@ from edged.triage.runtime import RuntimeMissing, TriageModel
 
 log = logging.getLogger(__name__)
 
-TRIAGE, SLM = "triage", "slm"  # the two classification paths, as results name them
-
 
 @dataclass
 class Decision:
