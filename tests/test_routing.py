@@ -273,3 +273,21 @@ def test_the_analyzer_measures_an_active_version_stored_without_routing_once(tmp
         assert len(backend.calls) == calls  # measured once
     finally:
         writer.stop()
+
+
+def test_a_model_better_only_by_luck_does_not_get_the_unsure_records():
+    import numpy as np
+
+    from edged.triage.measure import measure, sign_test
+
+    assert sign_test(1, 0) == 0.5 and sign_test(5, 0) == 1 / 32 and sign_test(0, 0) == 1.0
+    probs = np.array([[0.45, 0.55], [0.48, 0.52], [0.9, 0.1]])
+    texts, gold = ["a", "b", "c"], ["x", "x", "x"]  # the guess is wrong on a and b ("y")
+
+    def judge(answers):
+        return lambda t, c, e: [answers[x] for x in t]
+
+    lucky = measure(probs, ["x", "y"], texts, gold, ["x", "y"], judge=judge({"a": "x", "b": "y"}), sample=10, k=0,
+                    examples_for=lambda t: [], threshold=0.6)
+    assert not lucky["route_to_model"] and "only by chance" in lucky["reason"]
+    assert lucky["by_threshold"][0]["model_right"] == 1 and lucky["by_threshold"][0]["guess_right"] == 0

@@ -11,19 +11,24 @@ The model is asked about the held-out texts the classifier is least sure of firs
 ``[triage] routing_sample`` of them, exactly as the daemon would ask it (the classifier's likeliest
 labels as the choice, similar labeled texts as examples, from the training labels only: a held-out
 text must not find itself among the examples). A threshold is scored only when every held-out text
-below it was asked, so each figure is exact, not an estimate. With ``[triage] confidence_threshold``
-unset, the threshold is the one of ``THRESHOLDS`` with the best routed micro-F1 (the lowest of
-equals: fewest model calls).
+below it was asked, so each figure is exact, not an estimate. The model counts as better only when
+it is also unlikely to be luck: on the texts where exactly one of the two was right, a one-sided sign
+test must give p <= ``SIGNIFICANCE`` (two right answers against one is not evidence). With
+``[triage] confidence_threshold`` unset, the threshold is the one of ``THRESHOLDS`` with the best
+routed micro-F1 among those (the lowest of equals: fewest model calls).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import math
+
 import numpy as np
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 DEFAULT_THRESHOLD = 0.8  # where a version was not measured and no threshold is configured
+SIGNIFICANCE = 0.05  # the sign test's p-value at most, for the model to count as better than the guess
 
 # (texts, labels each may be chosen from ([] = all), labeled examples for each) -> the model's label
 # for each text (None where the call failed: counted as wrong).
@@ -58,6 +63,12 @@ def candidates(order: list[str], taxonomy: list[str], k: int) -> list[str]:
         return []
     top = set(order[:k])
     return [label for label in taxonomy if label in top]
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided p-value of ``wins`` or more among ``wins + losses`` fair coin flips."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
 
 
 def not_measured(reason: str, threshold: float | None) -> dict[str, Any]:
@@ -107,14 +118,21 @@ def measure(
             continue  # not every unsure text was asked: no exact figure at this threshold
         m = sum(model_right[i] for i in below)
         g = sum(guess_right[i] for i in below)
+        wins = sum(model_right[i] and not guess_right[i] for i in below)
+        losses = sum(guess_right[i] and not model_right[i] for i in below)
         rows.append({"threshold": t, "unsure": len(below), "model_right": m, "guess_right": g,
-                     "routed_micro_f1": round((triage_right - g + m) / n, 4)})
-    better = [r for r in rows if r["model_right"] > r["guess_right"]]
+                     "routed_micro_f1": round((triage_right - g + m) / n, 4), "p_value": round(sign_test(wins, losses), 4)})
+    better = [r for r in rows if r["model_right"] > r["guess_right"] and r["p_value"] <= SIGNIFICANCE]
     chosen = max(better, key=lambda r: (r["routed_micro_f1"], -r["threshold"])) if better else None
     triage_f1 = round(triage_right / n, 4)
     if chosen is not None:
         reason = (f"on {chosen['unsure']} unsure held-out labels below {chosen['threshold']} the model was right on"
                   f" {chosen['model_right']}, the classifier's guess on {chosen['guess_right']}")
+    elif any(r["model_right"] > r["guess_right"] for r in rows):
+        r = max(rows, key=lambda r: r["model_right"] - r["guess_right"])
+        reason = (f"the model was right more often than the classifier's guess only by chance (on {r['unsure']} unsure"
+                  f" held-out labels below {r['threshold']}: {r['model_right']} against {r['guess_right']},"
+                  f" sign test p = {r['p_value']})")
     elif rows:
         reason = "the model was never right more often than the classifier's guess on unsure held-out labels"
     else:
