@@ -73,8 +73,13 @@ def edged(args: list[str], config: Path, cwd: Path, **overrides: str) -> dict[st
 
 
 def throughput(config_path: Path, texts: list[str], threads: int | None) -> dict[str, Any]:
-    """Routed vs SLM-only classification of the same records, measured in this process."""
-    from edged.analysis.tasks import classify_spec, parse_answer, request_for
+    """Routed vs SLM-only classification of the same records, measured in this process. Routed is the
+    analyzer's own routing (edged.analysis.routing), candidates and the measured choice included."""
+    import dataclasses
+
+    from edged.analysis.evidence import Evidence
+    from edged.analysis.routing import Subject, route
+    from edged.analysis.tasks import among, classify_spec, parse_answer, request_for
     from edged.app import build_backend
     from edged.config import load_config
     from edged.store.database import connect
@@ -89,22 +94,26 @@ def throughput(config_path: Path, texts: list[str], threads: int | None) -> dict
     try:
         backend.complete(request_for(spec, "warm-up"))
 
-        def ask(text: str, examples) -> str:
+        def ask(text: str, examples, candidates=()) -> str:
             request = request_for(spec, text, kind="incident", examples=[(e.text, e.label) for e in examples])
-            return parse_answer(spec, backend.complete(request))["label"]
+            if candidates:
+                request = dataclasses.replace(request, schema=among(spec, list(candidates)))
+            return parse_answer(spec, backend.complete(request), request.schema)["label"]
 
         t0 = time.perf_counter()
         slm_labels = [ask(t, router.index.nearest(t, router.settings.examples) if router.index else []) for t in texts]
         slm_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         routed_labels, asked = [], []
+        evidence = Evidence(settings.analysis)
         for lo in range(0, len(texts), 16):  # the analyzer's default batch size
-            for i, d in enumerate(router.decide(texts[lo : lo + 16]), lo):
-                if d.label is not None:
-                    routed_labels.append(d.label)
+            subjects = [Subject(t) for t in texts[lo : lo + 16]]
+            for i, r in enumerate(route(subjects, evidence, router, settings.triage.severities), lo):
+                if not r.ask_model:
+                    routed_labels.append(r.label)
                 else:
                     asked.append(i)
-                    routed_labels.append(ask(texts[i], d.examples))
+                    routed_labels.append(ask(texts[i], r.examples, r.candidates))
         routed_s = time.perf_counter() - t0
     finally:
         backend.close()
@@ -114,7 +123,8 @@ def throughput(config_path: Path, texts: list[str], threads: int | None) -> dict
         "routed": {"seconds": round(routed_s, 2), "records_per_s": round(len(texts) / routed_s, 2),
                    "model_calls": len(asked)},
         "ratio_routed_over_slm_only": round(slm_s / routed_s, 2),
-        # Greedy decoding: where both asked the model, the answers must agree (a check of the setup).
+        # Where both asked the model: how often they agree (routed chooses among the classifier's candidates,
+        # so they may differ).
         "agreement_where_both_asked_the_model": round(
             sum(slm_labels[i] == routed_labels[i] for i in asked) / len(asked), 3) if asked else None,
     }
@@ -160,6 +170,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: edged's default)")
     p.add_argument("--other-thresholds", default="0.5",
                    help="comma-separated [triage] confidence_threshold values to score the routed path at too")
+    p.add_argument("--routing-sample", type=int,
+                   help="[triage] routing_sample: held-out labels the model is asked about to measure routing")
+    p.add_argument("--paths", default="triage,slm,routed", help="paths edged eval scores")
+    p.add_argument("--no-throughput", action="store_true", help="skip the routed vs SLM-only throughput run")
     args = p.parse_args(argv)
     limit = 150 if args.quick and args.limit is None else args.limit
     records = 60 if args.quick else args.throughput_records
@@ -178,16 +192,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_csv(tmp / "test.csv", held)
         config = tmp / "edged.toml"
         threads = f"\n[backend]\nthreads = {args.threads}\n" if args.threads else ""
+        sample = f"\n[triage]\nrouting_sample = {args.routing_sample}\n" if args.routing_sample is not None else ""
         config.write_text(
             f'[store]\npath = "{tmp / "edged.db"}"\n[model]\ndir = "{REPO / "models"}"\n'
-            f"[analysis]\nlabels = {json.dumps(labels)}\n{threads}"
+            f"[analysis]\nlabels = {json.dumps(labels)}\n{threads}{sample}"
         )
         t0 = time.perf_counter()
         learned = edged(["learn", "--data", str(tmp / "train.csv"), "--text-col", "text", "--label-col", "label"],
                         config, tmp)
         learn_s = time.perf_counter() - t0
         log(f"learned: {learned['training']['decision']} ({learn_s:.1f} s)")
-        eval_args = ["eval", "--data", str(tmp / "test.csv"), "--text-col", "text", "--label-col", "label"]
+        eval_args = ["eval", "--data", str(tmp / "test.csv"), "--text-col", "text", "--label-col", "label",
+                     "--paths", args.paths]
         if limit:
             eval_args += ["--limit", str(limit)]
         evaluation = edged(eval_args, config, tmp)
@@ -195,14 +211,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             + f"; skipped the model: {evaluation['skipped_model_share']}")
         other = {}
         for threshold in [t for t in args.other_thresholds.split(",") if t.strip()]:
-            r = edged([*eval_args, "--paths", "routed"], config, tmp, EDGED_TRIAGE__CONFIDENCE_THRESHOLD=threshold)
+            r = edged([*eval_args[:-2], "--paths", "routed"], config, tmp, EDGED_TRIAGE__CONFIDENCE_THRESHOLD=threshold)
             other[threshold] = {"routed_micro_f1": r["paths"]["routed"]["micro_f1"],
                                 "skipped_model_share": r["skipped_model_share"], "model_calls": r["model_calls"]}
             log(f"eval at threshold {threshold}: routed micro-F1 {other[threshold]['routed_micro_f1']},"
                 f" skipped the model: {other[threshold]['skipped_model_share']}")
         texts = [t for t, _ in held]
-        speed = throughput(config, texts[:records], args.threads)
-        log(f"throughput: routed/slm-only {speed['ratio_routed_over_slm_only']}")
+        speed = None if args.no_throughput else throughput(config, texts[:records], args.threads)
+        if speed:
+            log(f"throughput: routed/slm-only {speed['ratio_routed_over_slm_only']}")
         latency = triage_latency(config, texts[:1000])
     result = {
         "data": source,
@@ -213,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "paths": {k: {m: v[m] for m in ("micro_f1", "macro_f1", "records_per_s")}
                       for k, v in evaluation["paths"].items()},
             "skipped_model_share": evaluation["skipped_model_share"],
+            "routed_by": evaluation["routed_by"],
             "triage": evaluation["triage"],
             "examples": evaluation["examples"],
             "model_calls": evaluation["model_calls"],
@@ -228,12 +246,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def summary_lines(r: dict[str, Any]) -> list[str]:
     e, t, lat = r["eval"], r["throughput"], r["triage_latency"]
     paths = ", ".join(f"{k} {v['micro_f1']:.3f}" for k, v in e["paths"].items())
-    return [
+    speed = [] if t is None else [
+        f"triage: routed {t['routed']['records_per_s']} records/s vs SLM-only {t['slm_only']['records_per_s']}"
+        f" (ratio {t['ratio_routed_over_slm_only']})"]
+    return speed + [
         f"triage: learned from {r['learned_from']} labels in {r['learn']['wall_s']} s (held-out micro-F1"
         f" {r['learn']['heldout_micro_f1']}); eval on {e['rows']} unseen rows: micro-F1 {paths};"
         f" {e['skipped_model_share']:.1%} skipped the model",
-        f"triage: routed {t['routed']['records_per_s']} records/s vs SLM-only {t['slm_only']['records_per_s']}"
-        f" (ratio {t['ratio_routed_over_slm_only']}); triage latency p50 {lat['one_per_call_ms']['p50']} ms per record"
+        f"triage: routing of the version: {(r['learn'].get('routing') or {}).get('reason', 'not measured')}",
+        f"triage: latency p50 {lat['one_per_call_ms']['p50']} ms per record"
         f" ({lat['batch_of_64_ms_per_record']} ms in batches of 64, {lat['runtime']})",
     ]
 

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="keep the configured taxonomy and score model label MODEL as data label DATA "
                          "(repeatable or comma-separated; every taxonomy label must be mapped)")
     ev.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of the file")
+    ev.add_argument("--level-col", metavar="V",
+                    help="column holding each line's level, as a parsed log header gives it ([analysis] levels)")
     ev.add_argument("--kind", choices=["log", "incident"], default="log", help="what the texts are")
     ev.add_argument("--paths", default="triage,slm,routed", metavar="P,..",
                     help="paths to score: triage (the classifier alone), slm (the model alone), routed (what edged"
@@ -76,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_argument("--holdout-out", type=Path, metavar="FILE.csv",
                        help="where the held-out rows go (default: FILE.holdout.csv beside --data)")
     learn.add_argument("--import-only", action="store_true", help="import --data without training")
+    learn.add_argument("--no-model", action="store_true",
+                       help="do not load the language model to measure the new version's routing (its unsure"
+                            " records then keep the classifier's guess, flagged for review)")
     learn.add_argument("--json", action="store_true", help="print JSON")
     config = sub.add_parser("config", parents=[common], help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -192,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         # The data and the options are checked before the model loads: mistakes fail in a blink.
         label_map = parse_label_map(args.map)
-        data = load_csv(args.data, args.text_col, args.label_col, args.limit)
+        data = load_csv(args.data, args.text_col, args.label_col, args.limit, level_col=args.level_col)
         model_labels, _ = resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data,
                                          label_map=label_map)
     except EvalError as exc:
@@ -210,7 +215,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backend = build_backend(loaded.settings) if needs_model else None
     try:
         result = evaluate(backend, analysis, data, kind=args.kind, labels_from_data=args.labels_from_data,
-                          label_map=label_map, progress=progress, router=router, paths=paths)
+                          label_map=label_map, progress=progress, router=router, paths=paths,
+                          severities=loaded.settings.triage.severities)
     except EvalError as exc:
         print(f"edged eval: {exc}", file=sys.stderr)
         return 2
@@ -250,7 +256,31 @@ def _eval_extract(args: argparse.Namespace, loaded) -> int:
 def cmd_learn(args: argparse.Namespace) -> int:
     from edged.triage.cli import run_learn
 
-    return run_learn(_load(args), args)
+    loaded = _load(args)
+    opened = []
+
+    def judge():
+        """The model that measures the new version's routing, loaded only when a training runs."""
+        from edged.analysis.routing import model_judge
+        from edged.analysis.tasks import classify_spec
+        from edged.app import build_backend
+
+        from edged.backends.base import ModelUnavailable
+        from edged.triage.measure import JudgeUnavailable
+
+        try:
+            backend = build_backend(loaded.settings)
+        except (ModelUnavailable, OSError) as exc:
+            print(f"edged learn: routing not measured: {exc}", file=sys.stderr)
+            raise JudgeUnavailable(str(exc)) from None
+        opened.append(backend)
+        return model_judge(backend, classify_spec(loaded.settings.analysis))
+
+    try:
+        return run_learn(loaded, args, None if args.no_model or not loaded.settings.triage.routing_sample else judge)
+    finally:
+        for backend in opened:
+            backend.close()
 
 
 def cmd_db(args: argparse.Namespace) -> int:

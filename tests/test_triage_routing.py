@@ -24,7 +24,10 @@ from edged.triage import versions
 from edged.web.actions import correct_label
 from tests.support.labeled_texts import make
 
-TRIAGE = TriageSettings(hash_buckets=4096, epochs=20, min_labels=20, confidence_threshold=0.6, retrain_after=50)
+# route_unsure = "model": these tests are about what the model is asked (tests/test_routing.py covers the
+# measured choice between the model and the classifier's guess).
+TRIAGE = TriageSettings(hash_buckets=4096, epochs=20, min_labels=20, confidence_threshold=0.6, retrain_after=50,
+                        route_unsure="model")
 
 
 def scripted(request):
@@ -106,7 +109,7 @@ def test_each_published_result_says_which_path_classified_it(env):
 
 def test_without_a_trained_model_every_classification_goes_to_the_model(env):
     writer, backend, analyzer, path = env
-    put(writer, "E-STOP pressed at station 12", kind="incident")
+    put(writer, "pump 7 noisy since monday", kind="incident")  # no level, no lexicon word: nothing else knows
     analyzer.run_once()
     assert results(path)["r0"][2:4] == ("slm", None)
     asked = classify_calls(backend)

@@ -20,9 +20,11 @@ import sqlite_utils
 
 from edged.analysis.digest import make_digests, store_digests
 from edged.analysis.pipeline import BatchOutcome, Interrupted, Pipeline, ResultCache
-from edged.analysis.tasks import SUMMARIZE
+from edged.analysis.evidence import Evidence
+from edged.analysis.routing import model_judge
+from edged.analysis.tasks import CLASSIFY, SUMMARIZE
 from edged.analysis.templates import TemplateStore
-from edged.backends.base import Backend
+from edged.backends.base import Backend, Completion, CompletionRequest
 from edged.publish.outbox import OutboxBuilder
 from edged.store.outbox import insert_rows
 from edged.config.settings import AnalysisSettings, TriageSettings
@@ -30,7 +32,7 @@ from edged.logformats import HeaderParser
 from edged.store import inbox
 from edged.store.records import ADD_COUNTER
 from edged.store.writer import StoreWriter
-from edged.triage.learn import NotEnoughLabels, due, learn
+from edged.triage.learn import NotEnoughLabels, due, learn, measure_active
 from edged.triage.router import Router
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,17 @@ def store_outcome(
     return parked
 
 
+class _Progress:
+    """A backend whose every call first reports progress (``beat``)."""
+
+    def __init__(self, backend: Backend, beat: Callable[[], None]) -> None:
+        self.backend, self.beat = backend, beat
+
+    def complete(self, request: CompletionRequest) -> Completion:
+        self.beat()
+        return self.backend.complete(request)
+
+
 class Analyzer:
     name = "analyzer"
     on_stored: Callable[[], None] | None = None  # called after results are committed (the publisher's wake)
@@ -123,6 +136,8 @@ class Analyzer:
             self.router,
             headers=headers,
             timezone=timezone,
+            evidence=Evidence(settings),
+            severities=(triage or TriageSettings()).severities,
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -136,6 +151,7 @@ class Analyzer:
         self._next_router_check = 0.0
         self._next_learn_check = time.monotonic() + 5.0  # not in the first seconds of a start
         self.trainings = 0
+        self._routing_tried: set[int] = set()  # versions whose routing this run measured (or tried to)
 
     def start(self) -> None:
         self._thread.start()
@@ -202,12 +218,18 @@ class Analyzer:
         if self.triage is None or self.router is None or now < self._next_learn_check:
             return False
         self._next_learn_check = now + LEARN_CHECK_S
+        model = self.router.model
+        if (model is not None and self.triage.routing_sample and model.version not in self._routing_tried
+                and not (self.router.routing or {}).get("measured")):
+            self._routing_tried.add(model.version)
+            self._measure_active()
         if not due(self.reader, self.triage):
             return False
         try:
+            # The new version's routing is measured with this model, as the pipeline would ask it.
             with self._busy():
                 report = learn(self.reader, lambda fn: self.writer.call(fn).result(), self.triage,
-                               list(self.settings.labels))
+                               list(self.settings.labels), judge=self._judge())
         except NotEnoughLabels as exc:
             log.info("automatic training skipped: %s", exc)
             return False
@@ -218,6 +240,29 @@ class Analyzer:
         log.info("automatic training: %s", report.decision)
         self._next_router_check = 0.0
         return True
+
+    def _judge(self):
+        """The model as routing measurement asks it. Each call counts as progress for the stuck-analyzer
+        watchdog: measuring makes up to ``routing_sample`` short calls, each of which must finish in
+        time, not all of them together."""
+        return model_judge(_Progress(self.backend, self._beat), self.pipeline.specs[CLASSIFY])
+
+    def _beat(self) -> None:
+        if self.busy_since is not None:
+            self.busy_since = time.monotonic()
+
+    def _measure_active(self) -> None:
+        """An active version stored without its routing figures (trained without the model, or by an older
+        edged) is measured once with this model, between batches; its unsure records keep the guess until then."""
+        try:
+            with self._busy():
+                routing = measure_active(self.reader, lambda fn: self.writer.call(fn).result(), self.triage,
+                                         list(self.settings.labels), self._judge())
+        except Exception:  # measuring must not stop the analysis: the guess keeps standing
+            log.exception("measuring the active triage version's routing failed")
+            routing = None
+        if routing is not None:
+            self.router.routing = routing
 
     def digest_if_due(self, now: float | None = None) -> int:
         """Summarize sources whose digest interval has passed (checked when idle). Returns how many."""

@@ -37,10 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from edged.analysis.evidence import Evidence
+from edged.analysis.routing import SLM, Route, Subject, route
 from edged.analysis.tasks import CLASSIFY, InvalidAnswer, among, classify_spec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
-from edged.triage.router import Decision, Router
+from edged.triage.measure import THRESHOLDS
+from edged.triage.router import Router
 
 ERROR_LABEL = "(error)"  # the confusion-matrix column of rows whose model call failed
 MAX_ERRORS_KEPT = 5  # error messages kept in the report (the count is always complete)
@@ -57,20 +60,24 @@ class Dataset:
     labels: list[str]
     rows_read: int
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    levels: list[str | None] | None = None  # each row's level (--level-col), as a parsed header gives it
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 
 
-def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None = None) -> Dataset:
+def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None = None,
+             level_col: str | None = None) -> Dataset:
     """The first ``limit`` data rows of a CSV file (all without a limit); rows with an empty text or
-    an empty label are skipped and counted."""
+    an empty label are skipped and counted. ``level_col`` holds each line's level, as a parsed header
+    would give it to the analyzer (empty = none)."""
     path = Path(path)
     if limit is not None and limit < 1:
         raise EvalError(f"--limit must be at least 1, not {limit}")
     texts: list[str] = []
     labels: list[str] = []
+    levels: list[str | None] = []
     skipped = {"empty_text": 0, "empty_label": 0}
     rows_read = 0
     try:
@@ -79,7 +86,7 @@ def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None 
             columns = reader.fieldnames
             if not columns:
                 raise EvalError(f"{path} is empty: expected a header row with columns {text_col!r} and {label_col!r}")
-            missing = [c for c in (text_col, label_col) if c not in columns]
+            missing = [c for c in (text_col, label_col, level_col) if c is not None and c not in columns]
             if missing:
                 raise EvalError(
                     f"{path} has no column {' or '.join(repr(c) for c in missing)}; its columns are: "
@@ -98,6 +105,7 @@ def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None 
                 else:
                     texts.append(text)
                     labels.append(label)
+                    levels.append((row.get(level_col) or "").strip() or None if level_col else None)
     except FileNotFoundError:
         raise EvalError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -110,7 +118,8 @@ def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None 
         raise EvalError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not texts:
         raise EvalError(f"{path} has no row with both a {text_col!r} text and a {label_col!r} label")
-    return Dataset(path, texts, labels, rows_read, {k: v for k, v in skipped.items() if v})
+    return Dataset(path, texts, labels, rows_read, {k: v for k, v in skipped.items() if v},
+                   levels if level_col else None)
 
 
 def resolve_labels(
@@ -233,6 +242,7 @@ class _SlmRun:
 
     predictions: list[str | None]
     seconds: list[float | None]
+    answers: list[str | None] = field(default_factory=list)  # the model's own labels (before --map)
     raw: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)  # of every call, in order
     ok_seconds: float = 0.0
@@ -242,7 +252,7 @@ class _SlmRun:
 
     @classmethod
     def empty(cls, n: int) -> "_SlmRun":
-        return cls([None] * n, [None] * n)
+        return cls([None] * n, [None] * n, [None] * n)
 
     def add(self, other: "_SlmRun") -> None:
         """Count ``other``'s calls in this run's totals (not its predictions)."""
@@ -279,7 +289,7 @@ def _ask_model(backend: Backend, spec: Any, data: Dataset, rows: list[int], kind
             run.ok_seconds += time.perf_counter() - t0
             run.completion_tokens += completion.completion_tokens
             run.raw[label] = run.raw.get(label, 0) + 1
-            run.predictions[i] = _mapped(label, label_map)
+            run.predictions[i], run.answers[i] = _mapped(label, label_map), label
         run.seconds[i] = time.perf_counter() - t0
         run.latencies.append(run.seconds[i])
         if progress is not None:
@@ -303,9 +313,6 @@ def _share(hits: int, n: int) -> float | None:
     return round(hits / n, 4) if n else None
 
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-
-
 def evaluate(
     backend: Backend | None,
     settings: AnalysisSettings,
@@ -317,6 +324,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     router: Router | None = None,
     paths: tuple[str, ...] = PATHS,
+    severities: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Classify every row of ``data`` along each path and score each path.
 
@@ -324,12 +332,15 @@ def evaluate(
     - slm: the language model alone for every row, one call per row, choosing from the whole
       taxonomy, with the most similar labeled examples from the store in the prompt when ``router``
       has an example index.
-    - routed: what edged does: the triage label where it is at least ``confidence_threshold``
-      probable; else the model, with the examples, choosing among the classifier's most probable
-      labels (``[triage] candidates``). Without candidates those calls are the slm path's own
-      (greedy decoding gives the same answer to the same prompt), so they are made once. Routed
-      time is the triage time of every row plus the time of the model calls it made.
+    - routed: what edged does, through the analyzer's own routing (edged.analysis.routing): a
+      confident classifier label, else the row's level and lexicon words, else the model or the
+      classifier's guess as the active version's routing says. A row routed to the model with the
+      whole taxonomy and the slm path's examples is the slm path's own call (greedy decoding gives
+      the same answer to the same prompt), so it is made once. Routed time is the triage time of
+      every row plus the time of the model calls it made.
 
+    Where the classifier was unsure, the model is asked also when routing kept the guess, so that
+    ``triage.sent_to_model`` shows whether it would have done better (those calls are not routed time).
     The top-level metrics are those of the routed path (with no triage model, the model's).
     """
     model_labels, eval_labels = resolve_labels(
@@ -348,7 +359,6 @@ def evaluate(
     # The triage classifier on every row, in batches as the analyzer does.
     triage_pred: list[str | None] = [None] * n
     triage_prob = [0.0] * n
-    decisions: list[Decision] = [Decision() for _ in texts]
     triage_seconds = 0.0
     if triage_model is not None:
         t0 = time.perf_counter()
@@ -356,12 +366,21 @@ def evaluate(
             for j, p in enumerate(triage_model.predict(texts[lo : lo + 64])):
                 triage_pred[lo + j], triage_prob[lo + j] = p.label, p.probability
         triage_seconds = time.perf_counter() - t0
-    if router is not None:  # what routing would do (also for skipped_model_share when only triage is scored)
-        for lo in range(0, n, 64):
-            decisions[lo : lo + 64] = router.decide(texts[lo : lo + 64])
-    decided = [d.label is not None for d in decisions]
-    undecided = [i for i in range(n) if not decided[i]]
-    if (("slm" in paths) or undecided and "routed" in paths) and backend is None:
+    # The analyzer's routing of every row, in its batches.
+    evidence = Evidence(settings, model_labels)
+    levels = data.levels or [None] * n
+    routes: list[Route] = []
+    for lo in range(0, n, 64):
+        subjects = [Subject(t, lv) for t, lv in zip(texts[lo : lo + 64], levels[lo : lo + 64])]
+        routes += route(subjects, evidence, router if triage_model is not None else None, severities)
+    if router is not None and triage_model is None and router.index is not None:
+        for r, t in zip(routes, texts):  # no classifier, but retrieval: the model sees examples, as in the daemon
+            if r.ask_model:
+                r.examples = router.index.nearest(t, router.settings.examples)
+    confident = [r.by == "triage" and not r.review for r in routes]
+    unsure = [i for i in range(n) if triage_model is not None and not confident[i]]
+    asked = sorted({*unsure, *(i for i in range(n) if routes[i].ask_model)}) if "routed" in paths else []
+    if (("slm" in paths) or asked) and backend is None:
         raise EvalError("the slm and routed paths need the model")
 
     spec = classify_spec(settings.model_copy(update={"labels": model_labels}))
@@ -369,19 +388,27 @@ def evaluate(
     k = router.settings.examples if router is not None else 0
     calls = _SlmRun.empty(n)  # every model call made, for the totals
     slm = _SlmRun.empty(n)
+    slm_examples = [[(e.text, e.label) for e in index.nearest(t, k)] if index is not None else [] for t in texts]
     if "slm" in paths:
-        examples = [[(e.text, e.label) for e in index.nearest(t, k)] if index is not None else [] for t in texts]
-        slm = _ask_model(backend, spec, data, list(range(n)), kind, label_map, examples, [[] for _ in texts], progress)
+        slm = _ask_model(backend, spec, data, list(range(n)), kind, label_map, slm_examples, [[] for _ in texts],
+                         progress)
         calls.add(slm)
+    # Each row asked on the routed path gets the route's question: its candidates and examples (for a
+    # guess that stood, what the model would have been asked). The slm path's identical prompts are reused.
+    questions = [r.candidates for r in routes]
+    examples = [[(e.text, e.label) for e in r.examples] for r in routes]
+    reuse = [i for i in asked if "slm" in paths and not questions[i] and examples[i] == slm_examples[i]]
+    fresh = [i for i in asked if i not in set(reuse)]
     routed_model = _SlmRun.empty(n)
-    if "routed" in paths and undecided:
-        candidates = [d.candidates for d in decisions]
-        if "slm" in paths and not any(candidates[i] for i in undecided):
-            routed_model = slm  # the same prompts as the slm path's: the same answers
-        else:
-            examples = [[(e.text, e.label) for e in d.examples] for d in decisions]
-            routed_model = _ask_model(backend, spec, data, undecided, kind, label_map, examples, candidates, progress)
-            calls.add(routed_model)
+    for i in reuse:
+        routed_model.predictions[i], routed_model.seconds[i] = slm.predictions[i], slm.seconds[i]
+        routed_model.answers[i] = slm.answers[i]
+    if fresh:
+        run = _ask_model(backend, spec, data, fresh, kind, label_map, examples, questions, progress)
+        calls.add(run)
+        for i in fresh:
+            routed_model.predictions[i], routed_model.seconds[i] = run.predictions[i], run.seconds[i]
+            routed_model.answers[i] = run.answers[i]
 
     gold = data.labels
     reports: dict[str, Any] = {}
@@ -389,32 +416,49 @@ def evaluate(
         reports["triage"] = _path_report(gold, [_mapped(p, label_map) for p in triage_pred], eval_labels, triage_seconds)
     if "slm" in paths:
         reports["slm"] = _path_report(gold, slm.predictions, eval_labels, sum(x for x in slm.seconds if x is not None))
-    routed_pred = [_mapped(decisions[i].label, label_map) if decided[i] else routed_model.predictions[i] for i in range(n)]
-    routed_seconds = triage_seconds + sum(routed_model.seconds[i] or 0.0 for i in undecided)
+    routed_pred = [routed_model.predictions[i] if r.ask_model else _mapped(r.label, label_map)
+                   for i, r in enumerate(routes)]
+    model_rows = [i for i in range(n) if routes[i].ask_model]
+    routed_seconds = triage_seconds + sum(routed_model.seconds[i] or 0.0 for i in model_rows)
     if "routed" in paths:
         reports["routed"] = _path_report(gold, routed_pred, eval_labels, routed_seconds)
     headline = reports.get("routed") or reports.get("slm") or reports.get("triage")
     wall = time.perf_counter() - started
     lat = calls.latencies
     p50, p95 = percentile(lat, 50), percentile(lat, 95)
-    skipped = sum(decided)
+    by: dict[str, int] = {}
+    for r in routes:
+        name = (r.by + "_guess" if r.review else r.by) if r.by else SLM
+        by[name] = by.get(name, 0) + 1
+    skipped = n - len(model_rows)
+    # What each level was labelled on the routed path (in the taxonomy, before --map), with --level-col.
+    by_level: dict[str, dict[str, int]] = {}
+    if data.levels is not None and "routed" in paths:
+        for i, r in enumerate(routes):
+            got = (routed_model.answers[i] if r.ask_model else r.label) or ERROR_LABEL
+            counts = by_level.setdefault(levels[i] or "(none)", {})
+            counts[got] = counts.get(got, 0) + 1
     triage_report = None
     if triage_model is not None:
         right = [_mapped(triage_pred[i], label_map) == gold[i] for i in range(n)]
+        decided = sum(confident)
         triage_report = {
             "version": triage_model.version,
             "runtime": triage_model.runtime,
             "classes": triage_model.classes,
-            "confidence_threshold": router.settings.confidence_threshold,
+            "confidence_threshold": router.threshold,
             "candidates": router.settings.candidates,
-            "decided": skipped,
-            "accuracy_when_decided": _share(sum(right[i] for i in range(n) if decided[i]), skipped),
+            "route_unsure": router.settings.route_unsure,
+            "unsure_to_model": router.route_to_model,
+            "routing": router.routing,
+            "decided": decided,
+            "accuracy_when_decided": _share(sum(right[i] for i in range(n) if confident[i]), decided),
             # Where the classifier was unsure: was the model better than the classifier's own guess?
             "sent_to_model": {
-                "n": len(undecided),
-                "model_accuracy": _share(sum(routed_model.predictions[i] == gold[i] for i in undecided), len(undecided))
+                "n": len(unsure),
+                "model_accuracy": _share(sum(routed_model.predictions[i] == gold[i] for i in unsure), len(unsure))
                 if "routed" in paths else None,
-                "triage_accuracy": _share(sum(right[i] for i in undecided), len(undecided)),
+                "triage_accuracy": _share(sum(right[i] for i in unsure), len(unsure)),
             },
             # What other thresholds would do (the classifier's side only; no model calls needed).
             "by_threshold": [
@@ -443,7 +487,10 @@ def evaluate(
         "label_map": label_map,
         **{key: headline[key] for key in ("accuracy", "micro_f1", "macro_f1", "per_class", "confusion")},
         "paths": reports,
+        # Rows the routed path classified without a model call, and who classified each row there.
         "skipped_model_share": round(skipped / n, 4) if n else 0.0,
+        "routed_by": by,
+        "routed_by_level": by_level or None,
         "triage": triage_report,
         "examples": {
             "per_prompt": k if index is not None else 0,
@@ -483,14 +530,19 @@ def format_report(r: dict[str, Any]) -> str:
     if t is not None:
         when = "n/a" if t["accuracy_when_decided"] is None else f"{t['accuracy_when_decided']:.3f}"
         lines.append(
-            f"triage      version {t['version']} ({t['runtime']}), threshold {t['confidence_threshold']}: decided"
-            f" {t['decided']} of {r['n']} rows ({r['skipped_model_share']:.1%} never reached the model),"
-            f" right on {when} of them; {t['latency_ms_per_record']} ms per record"
+            f"triage      version {t['version']} ({t['runtime']}), threshold {t['confidence_threshold']}: confident"
+            f" on {t['decided']} of {r['n']} rows, right on {when} of them; {t['latency_ms_per_record']} ms per record"
+        )
+        routing = t["routing"] or {}
+        lines.append(
+            f"unsure rows go to {'the model' if t['unsure_to_model'] else 'the classifier guess, for review'}"
+            f" ([triage] route_unsure = {t['route_unsure']}"
+            + (f"; version {t['version']}: {routing['reason']})" if routing.get("reason") else ")")
         )
         sent = t["sent_to_model"]
         if sent["n"] and sent["model_accuracy"] is not None:
             lines.append(
-                f"unsure      on the {sent['n']} rows sent to the model (choosing among the classifier's"
+                f"unsure      on the {sent['n']} rows the classifier was unsure of (the model choosing among its"
                 f" {t['candidates'] or 'all'} likeliest labels) the model was right on {sent['model_accuracy']:.3f},"
                 f" the classifier's own guess on {sent['triage_accuracy']:.3f}"
             )
@@ -499,7 +551,9 @@ def format_report(r: dict[str, Any]) -> str:
             + ("n/a" if x["accuracy_when_decided"] is None else f"{x['accuracy_when_decided']:.3f}")
             for x in t["by_threshold"]))
     else:
-        lines.append("triage      no trained triage model in the store (edged learn): every row went to the model")
+        lines.append("triage      no trained triage model in the store (edged learn)")
+    lines.append(f"routed      {r['skipped_model_share']:.1%} never reached the model; classified by "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(r["routed_by"].items())))
     ex = r["examples"]
     lines.append(
         f"examples    {ex['per_prompt']} per prompt from {ex['index_size']} stored labels"

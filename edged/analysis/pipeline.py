@@ -8,9 +8,9 @@
   template to take a line whose constant words differ, that line is answered afresh (a template
   refresh) and the answer is kept under the new text, so no line is served another event's answer.
 - Incident reports always go to the model: classify, extract and summarize.
-- Classification is routed (edged.triage): where the triage classifier is confident its label is
-  the answer and the model is not asked; otherwise the model is, shown similar labeled examples and
-  choosing among the classifier's likeliest labels.
+- Classification is routed (edged.analysis.routing): a confident triage classifier, or the record's
+  own level and words, decide without the model; otherwise the model is asked, shown similar labeled
+  examples and choosing among the labels left, or the classifier's unsure guess stands for review.
 - Fields come from structure first (edged.analysis.structured_fields: the log header, then
   documented patterns); the model is asked only for the fields structure left empty (no call when
   it filled them all), and a value it returns is kept only when it occurs in the text
@@ -48,13 +48,15 @@ from edged.analysis.tasks import (
 from edged.analysis.grounding import grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
 from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before
+from edged.analysis.evidence import Evidence
+from edged.analysis.routing import SLM, Subject, route
 from edged.analysis.templates import Mined, TemplateStore
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import AnalysisSettings
 from edged.logformats import HeaderParser
 from edged.store.inbox import Claimed, ResultRow
 from edged.triage.retrieval import Example
-from edged.triage.router import SLM, TRIAGE, Router
+from edged.triage.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class _Work:
     ungrounded: list[str] = field(default_factory=list)  # fields whose model value was not in the text
     review: list[str] = field(default_factory=list)  # why the result needs review, beyond confidence
     summary_events: list[str] = field(default_factory=list)  # cut, regenerated, failed_check
+    routed_review: bool | None = None  # routing's say on needs_review (None: from the confidence)
 
 
 @dataclass
@@ -139,12 +142,16 @@ class Pipeline:
         headers: HeaderParser | None = None,
         timezone: str = "local",
         tasks: tuple[str, ...] = (CLASSIFY, EXTRACT, SUMMARIZE),
+        evidence: Evidence | None = None,
+        severities: dict[str, int] | None = None,
     ):
         self.settings = settings
         self.headers = headers if headers is not None else HeaderParser()
         self.tasks = tasks  # what this pipeline asks the model (edged eval --task extract: only extract)
         self.reader = FieldReader(settings.extract_fields, settings.patterns, timezone)
         self.router = router
+        self.evidence = evidence or Evidence(settings)
+        self.severities = severities or {}  # of a label the lexicon gave
         self.backend = backend
         self.templates = templates
         self.cache = cache
@@ -202,6 +209,7 @@ class Pipeline:
             if exact is not None:
                 w.answers, w.confidence, w.path = exact["answers"], exact.get("confidence"), "exact_cache"
                 w.classified_by, w.triage_version = exact.get("classified_by", SLM), exact.get("triage_version")
+                w.routed_review = exact.get("review")
                 hits["exact"] += 1
                 continue
             cached = self.cache.get(tkey)
@@ -217,9 +225,9 @@ class Pipeline:
                 needs[CLASSIFY].append(w)
                 if w.model_fields:
                     needs[EXTRACT].append(w)
-        # 2. The triage classifier takes the classifications it is sure of; the rest get examples.
+        # 2. Routing takes the classifications the classifier or the evidence decide; the rest get examples.
         needs = {task: (ws if task in self.tasks else []) for task, ws in needs.items()}
-        if self.router is not None and needs[CLASSIFY]:
+        if needs[CLASSIFY]:
             self._route(needs)
         # 3. The model, one task at a time.
         for task in (CLASSIFY, EXTRACT, SUMMARIZE):
@@ -241,6 +249,7 @@ class Pipeline:
                 "param_map": _param_map(w.answers.get(EXTRACT, {}), w.mined.params if w.mined else []),
                 "classified_by": w.classified_by,
                 "triage_version": w.triage_version,
+                "review": w.routed_review,
             }
             new_cache[tkey] = entry
             self.cache.put(tkey, entry)
@@ -254,7 +263,7 @@ class Pipeline:
             if w.path == "model" and w.record.kind == "log" and w.error is None:
                 key = self._exact_key(w.record.text)
                 entry = {"answers": w.answers, "confidence": w.confidence, "classified_by": w.classified_by,
-                         "triage_version": w.triage_version}
+                         "triage_version": w.triage_version, "review": w.routed_review}
                 new_cache[key] = entry
                 self.cache.put(key, entry)
         results, failures = [], []
@@ -287,14 +296,14 @@ class Pipeline:
         )
 
     def _route(self, needs: dict[str, list[_Work]]) -> None:
-        decisions = self.router.decide([w.record.text for w in needs[CLASSIFY]])
+        subjects = [_subject(w.record) for w in needs[CLASSIFY]]
         ask = []
-        for w, d in zip(needs[CLASSIFY], decisions):
-            if d.label is not None:
-                w.answers[CLASSIFY] = {"label": d.label, "severity": d.severity}
-                w.confidence, w.classified_by, w.triage_version = d.probability, TRIAGE, d.version
+        for w, r in zip(needs[CLASSIFY], route(subjects, self.evidence, self.router, self.severities)):
+            if r.label is not None:
+                w.answers[CLASSIFY] = {"label": r.label, "severity": r.severity}
+                w.confidence, w.classified_by, w.triage_version, w.routed_review = r.confidence, r.by, r.triage_version, r.review
             else:
-                w.examples, w.candidates = d.examples, d.candidates
+                w.examples, w.candidates = r.examples, r.candidates
                 ask.append(w)
         needs[CLASSIFY] = ask
 
@@ -399,6 +408,7 @@ class Pipeline:
         w.answers, w.confidence, w.path = answers, entry.get("confidence"), "template_cache"
         w.served_from = entry.get("from")
         w.classified_by, w.triage_version = entry.get("classified_by", SLM), entry.get("triage_version")
+        w.routed_review = entry.get("review")
 
     def _fields(self, w: _Work) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
         """Every configured field: structure's values, then the model's for the fields left empty."""
@@ -426,7 +436,8 @@ class Pipeline:
             confidence=confidence,
             fields=fields,
             summary=w.answers.get(SUMMARIZE, {}).get("summary"),
-            needs_review=confidence is None or confidence < threshold or bool(w.review),
+            needs_review=(w.routed_review if w.routed_review is not None else confidence is None or confidence < threshold)
+            or bool(w.review),
             path=w.path,
             model=self.backend.model_name,
             model_sha256=self.backend.model_sha256,
@@ -440,6 +451,10 @@ class Pipeline:
             fields_source=sources,
             review_reason="; ".join(w.review) or None,
         )
+
+
+def _subject(record: Claimed) -> Subject:
+    return Subject(record.text, (record.header or {}).get("level"), record.message)
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:

@@ -265,6 +265,35 @@ DEFAULT_EXTRACT_FIELDS = {
 }
 
 
+# A record's own level, as its source wrote it, is evidence of its label: "label severity" per level.
+# Spellings such as WARNING, ERR, SEVERE, syslog/journald numbers or Android's single letters are
+# read as these names (edged.analysis.evidence); a key written here as the source spells it wins.
+DEFAULT_LEVELS = {
+    "EMERG": "fault 4",
+    "ALERT": "fault 4",
+    "CRIT": "fault 4",
+    "FATAL": "fault 4",
+    "ERROR": "fault 3",
+    "WARN": "warning 2",
+    "NOTICE": "normal 0",
+    "INFO": "normal 0",
+    "DEBUG": "normal 0",
+}
+# Words that mark a label whatever the level says (whole words, any case, a plural s allowed).
+DEFAULT_LEXICON = {
+    "safety": ["e-stop", "estop", "emergency stop", "guard", "light curtain", "fire", "injury", "injured"],
+    "security": ["login", "password", "denied", "certificate"],
+}
+
+
+def parse_level_rule(value: str) -> tuple[str, int]:
+    """``"fault 4"`` -> ("fault", 4)."""
+    parts = value.split()
+    if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) <= 5:
+        raise ValueError(f"{value!r} must be a label and a severity 0 to 5, e.g. \"fault 4\"")
+    return parts[0], int(parts[1])
+
+
 class AnalysisSettings(Section):
     enabled: bool = Field(True, description="analyze ingested records with the model")
     labels: list[str] = Field(
@@ -300,6 +329,15 @@ class AnalysisSettings(Section):
         " been on one batch for longer than this; keep it above the time batch_size records take",
     )
 
+    levels: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_LEVELS),
+        description="a record's level -> \"label severity\": the label the level alone gives, without the model",
+    )
+    lexicon: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_LEXICON.items()},
+        description="label -> words that mark it (whole words, any case)",
+    )
+
     @field_validator("patterns")
     @classmethod
     def _patterns_compile(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -318,17 +356,56 @@ class AnalysisSettings(Section):
             raise ValueError("labels must be unique and non-empty")
         return value
 
+    @field_validator("levels")
+    @classmethod
+    def _level_rules(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # The built-in table serves the built-in labels: with another taxonomy its entries whose label
+        # is not in it are left out (edged.analysis.evidence). A table someone wrote must fit the taxonomy.
+        explicit = value != DEFAULT_LEVELS
+        labels = info.data.get("labels") or []
+        out = {}
+        for level, rule in value.items():
+            label, _ = parse_level_rule(rule)
+            if explicit and label not in labels:
+                raise ValueError(f"{level} = {rule!r}: label {label!r} is not in [analysis] labels ({', '.join(labels)})")
+            out[level.strip().upper()] = rule
+        return out
+
+    @field_validator("lexicon")
+    @classmethod
+    def _lexicon_labels(cls, value: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        labels = info.data.get("labels") or []
+        if value != DEFAULT_LEXICON:
+            for label, words in value.items():
+                if label not in labels:
+                    raise ValueError(f"{label}: not a label in [analysis] labels ({', '.join(labels)})")
+                if not all(w.strip() for w in words):
+                    raise ValueError(f"{label}: words must be non-empty")
+        return value
+
 
 class TriageSettings(Section):
     """The triage classifier and example retrieval, learned from labels in the store (edged.triage)."""
 
     enabled: bool = Field(True, description="route classifications through the triage classifier when one is trained")
-    confidence_threshold: float = Field(
-        0.8,
+    confidence_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="a triage label at least this probable is the result and the language model is not called;"
-        " below it the model decides (1 = always the model)",
+        description="a triage label at least this probable is the result; below it the record is unsure (see"
+        " route_unsure). Unset = chosen per trained version from its held-out labels (0.8 where not measured)",
+    )
+    route_unsure: Literal["measured", "model", "guess"] = Field(
+        "measured",
+        description="who decides an unsure record: measured = the language model where, on the version's held-out"
+        " labels, it beat the classifier's guess, else the guess (flagged for review); model = always the"
+        " model; guess = always the classifier's guess, flagged for review",
+    )
+    routing_sample: int = Field(
+        200,
+        ge=0,
+        description="most held-out labels the language model is asked about to measure a new version's"
+        " routing (the least sure first); 0 = never measured (unsure records keep the guess)",
     )
     examples: int = Field(
         8, ge=0, le=32, description="most similar labeled examples put into the model's prompt; 0 = none"

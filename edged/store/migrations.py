@@ -306,6 +306,14 @@ def grounded_fields(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE results ADD COLUMN review_reason TEXT")
 
 
+@migration(8)
+def add_version_routing(db: sqlite_utils.Database) -> None:
+    # Per trained triage version: whether, on its own held-out labels, the language model beat the
+    # classifier's guess on the records the classifier was unsure of, and the threshold chosen from
+    # those figures (JSON; NULL = not measured, so unsure records keep the guess).
+    db.execute("ALTER TABLE triage_models ADD COLUMN routing TEXT")
+
+
 @migration(10)
 def add_file_marks(db: sqlite_utils.Database) -> None:
     # A checksum of the bytes just before a file's stored offset (edged.sources.files.identity): a file

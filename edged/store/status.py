@@ -10,7 +10,7 @@ already acknowledged by the upstream broker; age in seconds of the oldest unsent
 ``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters),
 ``analysis.classified_by`` (results by path: triage, slm, upstream), ``analysis.ungrounded`` (model values
 rejected as not in the text, per field), ``analysis.summaries`` (cut, regenerated, failed_check), ``triage.labels`` (training labels by
-source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at; null
+source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at, routing; null
 before the first accepted training), ``escalation.escalated`` (results sent to the teacher),
 ``escalation.refined``, ``escalation.duplicates``, ``escalation.rejected`` and
 ``escalation.rejected_by_reason`` (replies dropped: not_json, malformed, label_outside_taxonomy,
@@ -19,6 +19,7 @@ severity_out_of_range, unknown_correlation_id, result_gone).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,16 @@ def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
 
 def _triage(db: sqlite_utils.Database) -> dict[str, Any]:
     active = db.execute(
-        "SELECT version, heldout_micro_f1, train_size, created_at FROM triage_models WHERE active = 1"
+        "SELECT version, heldout_micro_f1, train_size, created_at, routing FROM triage_models WHERE active = 1"
     ).fetchone()
+    if active:  # routing: the version's measured choice for unsure records (null: not measured)
+        routing = json.loads(active[4]) if active[4] else None
+        active = (*active[:4], {k: routing[k] for k in ("route_to_model", "threshold", "reason")} if routing else None)
     return {
         "labels": _grouped(db, "SELECT source, count(*) FROM training_labels GROUP BY source"),
         "versions": db.execute("SELECT count(*) FROM triage_models").fetchone()[0],
-        "active": dict(zip(("version", "heldout_micro_f1", "train_size", "created_at"), active)) if active else None,
+        "active": dict(zip(("version", "heldout_micro_f1", "train_size", "created_at", "routing"), active))
+        if active else None,
     }
 
 

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import sys
+from typing import Callable
 
 from edged.analysis.evaluate import EvalError, load_csv
 from edged.config.load import LoadedConfig
@@ -13,6 +14,7 @@ from edged.config.settings import Settings
 from edged.store.database import connect, open_database, write_transaction
 from edged.triage import labels as label_store
 from edged.triage.learn import LearnReport, NotEnoughLabels, learn
+from edged.triage.measure import Judge, lazy
 from edged.triage.router import Router
 from edged.triage.runtime import RuntimeMissing
 
@@ -106,10 +108,15 @@ def format_learn(imported: dict | None, report: LearnReport | None, problem: str
             f"model       {report.tflite_bytes / 1024:.0f} KiB .tflite, run with {report.runtime};"
             f" {report.seconds:.1f} s",
         ]
+        if report.routing is not None:
+            r = report.routing
+            lines.append(f"routing     unsure records go to {'the model' if r['route_to_model'] else 'the guess, for review'}"
+                         f" below {r['threshold']}: {r['reason']}")
     return "\n".join(lines)
 
 
-def run_learn(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+def run_learn(loaded: LoadedConfig, args: argparse.Namespace, judge: Callable[[], Judge] | None = None) -> int:
+    """``judge`` loads the language model that measures the new version's routing (None: not measured)."""
     settings = loaded.settings
     imported = None
     try:
@@ -124,7 +131,8 @@ def run_learn(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if not args.import_only:
         db = open_database(settings.store.path)
         try:
-            report = learn(db, _write(db), settings.triage, list(settings.analysis.labels))
+            report = learn(db, _write(db), settings.triage, list(settings.analysis.labels),
+                           judge=lazy(judge) if judge is not None else None)
         except NotEnoughLabels as exc:
             problem = str(exc)
         except RuntimeMissing as exc:

@@ -3,9 +3,10 @@
 The held-out labels (``[triage] heldout_percent``, chosen by a hash of the text) are never trained
 on. The new model is scored on them through LiteRT, i.e. the exported file itself is what is
 measured; the active model is scored on the same labels, and the new one becomes active only when
-it scores better (the first one, when it beats always answering the commonest label). Training
-reads through ``db`` and stores the version through ``write`` (the daemon's store writer, or a
-plain transaction in the CLI).
+it scores better (the first one, when it beats always answering the commonest label). Given a
+``judge`` (the language model), the version's routing is measured on the same held-out labels
+(edged.triage.measure) and stored with it. Training reads through ``db`` and stores the version
+through ``write`` (the daemon's store writer, or a plain transaction in the CLI).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from edged.config.settings import TriageSettings
 from edged.triage import labels as label_store
 from edged.triage import versions
 from edged.triage.features import FeatureSpec
+from edged.triage.measure import Judge, measure
+from edged.triage.retrieval import ExampleIndex
 from edged.triage.runtime import TriageModel
 from edged.triage.tflite_export import export_linear_softmax
 from edged.triage.train import TrainParams, train
@@ -52,6 +55,7 @@ class LearnReport:
     runtime: str
     seconds: float
     tflite_bytes: int
+    routing: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -65,7 +69,8 @@ def accuracy(model: TriageModel, texts: list[str], gold: list[str]) -> float:
     return round(sum(p.label == g for p, g in zip(predictions, gold)) / len(texts), 4)
 
 
-def learn(db: sqlite_utils.Database, write: Write, settings: TriageSettings, taxonomy: list[str]) -> LearnReport:
+def learn(db: sqlite_utils.Database, write: Write, settings: TriageSettings, taxonomy: list[str],
+          judge: Judge | None = None) -> LearnReport:
     started = time.perf_counter()
     if settings.learn_from_model_confidence is not None:
         added = write(lambda w: label_store.add_model_answers(w, settings.learn_from_model_confidence, taxonomy))
@@ -109,6 +114,8 @@ def learn(db: sqlite_utils.Database, write: Write, settings: TriageSettings, tax
         activate = score > previous
         decision = f"held-out micro-F1 {score:.3f} vs {previous:.3f} of the active version {current[0].version}"
     decision = ("activated: " if activate else "kept the active model: ") + decision
+    routing = measure_routing(model, training, held_texts, held_gold, settings, taxonomy, judge)
+    log.info("triage model routing: %s", routing["reason"])
 
     def store(w: sqlite_utils.Database) -> int:
         return versions.save(
@@ -117,7 +124,7 @@ def learn(db: sqlite_utils.Database, write: Write, settings: TriageSettings, tax
                 version=0, created_at=time.time(), classes=linear.classes, train_size=len(training),
                 heldout_size=len(held), heldout_micro_f1=score, previous_micro_f1=previous, labels_seen=seen,
                 active=activate, decision=decision, sha256=hashlib.sha256(tflite).hexdigest(),
-                features=spec.as_dict(),
+                features=spec.as_dict(), routing=routing,
             ),
             tflite,
         )
@@ -128,8 +135,43 @@ def learn(db: sqlite_utils.Database, write: Write, settings: TriageSettings, tax
         version=version, active=activate, decision=decision, labels=len(labeled), train_size=len(training),
         heldout_size=len(held), heldout_micro_f1=score, previous_micro_f1=previous, baseline_micro_f1=baseline,
         classes=linear.classes, label_sources=dict(Counter(x.source for x in labeled)), runtime=model.runtime,
-        seconds=round(time.perf_counter() - started, 2), tflite_bytes=len(tflite),
+        seconds=round(time.perf_counter() - started, 2), tflite_bytes=len(tflite), routing=routing,
     )
+
+
+def measure_routing(model: TriageModel, training: list[label_store.Labeled], texts: list[str], gold: list[str],
+                    settings: TriageSettings, taxonomy: list[str], judge: Judge | None) -> dict[str, Any]:
+    """Whether the model beats this version's guess on its unsure held-out labels (edged.triage.measure).
+    Its examples come from the training labels only: a held-out text must not meet itself."""
+    index = None
+    if judge is not None and settings.examples and training:
+        index = ExampleIndex([x.text for x in training], [x.label for x in training], model.features)
+
+    def examples_for(text: str) -> list[tuple[str, str]]:
+        return [(e.text, e.label) for e in index.nearest(text, settings.examples)] if index is not None else []
+
+    return measure(model.probabilities(texts), model.classes, texts, gold, taxonomy, judge=judge,
+                   sample=settings.routing_sample, k=settings.candidates, examples_for=examples_for,
+                   threshold=settings.confidence_threshold)
+
+
+def measure_active(db: sqlite_utils.Database, write: Write, settings: TriageSettings, taxonomy: list[str],
+                   judge: Judge) -> dict[str, Any] | None:
+    """Measure the routing of an active version that was stored without it (trained without the model,
+    or before edged measured routing) and store it. None when there is nothing to measure."""
+    current = versions.active(db)
+    if current is None or current[0].routing is not None and current[0].routing.get("measured"):
+        return None
+    labeled, _ = label_store.load(db, taxonomy, settings.max_labels)
+    held = [x for x in labeled if label_store.is_heldout(x.text, settings.heldout_percent)]
+    training = [x for x in labeled if not label_store.is_heldout(x.text, settings.heldout_percent)]
+    routing = measure_routing(TriageModel(current[1]), training, [x.text for x in held], [x.label for x in held],
+                              settings, taxonomy, judge)
+    if not routing["measured"]:
+        return None
+    write(lambda w: versions.set_routing(w, current[0].version, routing))
+    log.info("triage model version %d routing: %s", current[0].version, routing["reason"])
+    return routing
 
 
 def due(db: sqlite_utils.Database, settings: TriageSettings) -> bool:

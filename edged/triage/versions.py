@@ -26,6 +26,7 @@ class Version:
     decision: str
     sha256: str
     features: dict[str, Any] = field(default_factory=dict)
+    routing: dict[str, Any] | None = None  # edged.triage.measure: does the model beat the guess? None = not measured
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -33,15 +34,15 @@ class Version:
 
 _COLUMNS = (
     "version, created_at, classes, train_size, heldout_size, heldout_micro_f1, previous_micro_f1,"
-    " labels_seen, active, decision, sha256, features"
+    " labels_seen, active, decision, sha256, features, routing"
 )
 
 
 def _version(row: tuple) -> Version:
     (version, created_at, classes, train_size, heldout_size, score, previous, seen, active, decision, sha,
-     features) = row
+     features, routing) = row
     return Version(version, created_at, json.loads(classes), train_size, heldout_size, score, previous, seen,
-                   bool(active), decision, sha, json.loads(features))
+                   bool(active), decision, sha, json.loads(features), json.loads(routing) if routing else None)
 
 
 def versions(db: sqlite_utils.Database, limit: int = 20) -> list[Version]:
@@ -71,9 +72,11 @@ def save(db: sqlite_utils.Database, v: Version, tflite: bytes) -> int:
         db.conn.execute("UPDATE triage_models SET active = 0 WHERE active = 1")
     cur = db.conn.execute(
         "INSERT INTO triage_models (created_at, classes, features, train_size, heldout_size, heldout_micro_f1,"
-        " previous_micro_f1, labels_seen, active, decision, sha256, tflite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " previous_micro_f1, labels_seen, active, decision, sha256, tflite, routing)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (v.created_at or time.time(), json.dumps(v.classes), json.dumps(v.features), v.train_size, v.heldout_size,
-         v.heldout_micro_f1, v.previous_micro_f1, v.labels_seen, int(v.active), v.decision, v.sha256, tflite),
+         v.heldout_micro_f1, v.previous_micro_f1, v.labels_seen, int(v.active), v.decision, v.sha256, tflite,
+         None if v.routing is None else json.dumps(v.routing)),
     )
     db.conn.execute(
         "UPDATE triage_models SET tflite = NULL WHERE active = 0 AND tflite IS NOT NULL AND version NOT IN"
@@ -81,3 +84,8 @@ def save(db: sqlite_utils.Database, v: Version, tflite: bytes) -> int:
         (KEEP_FILES,),
     )
     return int(cur.lastrowid)
+
+
+def set_routing(db: sqlite_utils.Database, version: int, routing: dict[str, Any]) -> None:
+    """Store a version's measured routing (in the caller's transaction)."""
+    db.conn.execute("UPDATE triage_models SET routing = ? WHERE version = ?", (json.dumps(routing), version))

@@ -167,9 +167,10 @@ def _model(status: dict[str, Any], runtime: Runtime, extra: dict[str, Any]) -> S
     if placement:
         rows.insert(0, ("Layers", placement["summary"]))
     by = a["classified_by"]
-    if by.get("triage"):
+    without = sum(by.get(k, 0) for k in ("triage", "level", "lexicon"))
+    if without:
         rows.append(("Classified without the model",
-                     f"{number(by['triage'])} ({100 * by['triage'] / sum(by.values()):.0f}%)"))
+                     f"{number(without)} ({100 * without / sum(by.values()):.0f}%)"))
     active = status["triage"]["active"]
     rows.append(("Triage classifier", "not trained yet" if active is None else
                  f"v{active['version']}, held-out micro-F1 {active['heldout_micro_f1']:.2f},"

@@ -73,6 +73,8 @@ def _result_card(rec: dict[str, Any]) -> Safe:
         ("How", {"model": "model call", "template_cache": "reused from its template",
                  "exact_cache": "reused (same text seen before)"}.get(r["path"], r["path"])),
         ("Classified by", {"triage": f"triage classifier v{r['triage_version']} (no model call)",
+                           "level": "the line's own level ([analysis] levels)",
+                           "lexicon": "its words ([analysis] lexicon)",
                            "slm": "language model", "upstream": "a bigger model upstream"}.get(
             r["classified_by"], "—")),
         ("Model", fmt('<span class="mono">{}</span> via {}', r["model"] or "—", r["backend"] or "—")),

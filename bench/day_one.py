@@ -1,0 +1,136 @@
+"""Day-one classification: a fresh box (no labels, no triage classifier) on real BGL log lines.
+
+Data: Loghub's BGL 2k sample (../shared/data/loghub/BGL, read at run time, never copied here). The
+first field of each raw line is the alert tag (``-`` = not an alert); it is cut off, and the rest
+of the line is what the machine logged. Each line's level (BGL's own level field, the structured
+CSV's ``Level`` column) is given to ``edged eval --level-col``, as a parsed log header gives it to
+the analyzer. edged's routing is the daemon's: the level table and the lexicon decide where they
+agree; the default model decides the rest.
+
+Scored as "labelled anything but normal" (``--map``: warning, fault, safety and security -> alert):
+alert recall and precision; and how many INFO lines were labelled safety or security.
+
+``--before`` also runs the same lines without their levels (what edged did before it read levels:
+the model decides every line) on a sample of every alert and every 12th routine line (one model call
+per line: slow on a small CPU).
+
+Usage: python -m bench.day_one [--before]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import LOGHUB_DIR, REPO, write_result
+
+BGL = LOGHUB_DIR / "BGL"
+ALERT_MAP = "normal=normal,warning=alert,fault=alert,safety=alert,security=alert"
+
+
+def log(msg: str) -> None:
+    print(f"[day_one] {msg}", file=sys.stderr, flush=True)
+
+
+def load_rows() -> list[dict[str, str]]:
+    """(text, level, label) of every BGL 2k line: the raw line less its alert tag."""
+    raw = (BGL / "BGL_2k.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    with (BGL / "BGL_2k.log_structured.csv").open(newline="", encoding="utf-8") as f:
+        levels = [r["Level"] for r in csv.DictReader(f)]
+    if len(levels) != len(raw):
+        raise SystemExit(f"{BGL}: {len(raw)} raw lines but {len(levels)} structured rows")
+    rows = []
+    for line, level in zip(raw, levels):
+        tag, _, text = line.partition(" ")
+        rows.append({"text": text, "level": level, "label": "normal" if tag == "-" else "alert"})
+    return rows
+
+
+def eval_json(config: Path, data: Path, cwd: Path, *extra: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGED_")}
+    cmd = [sys.executable, "-m", "edged", "eval", "--data", str(data), "--text-col", "text", "--label-col", "label",
+           "--map", ALERT_MAP, "--paths", "routed", "--json", "--config", str(config), *extra]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=7200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def scored(r: dict[str, Any]) -> dict[str, Any]:
+    alert = r["per_class"]["alert"]
+    by_level = r.get("routed_by_level") or {}
+    info = by_level.get("INFO", {})
+    return {
+        "rows": r["n"], "alert_recall": alert["recall"], "alert_precision": alert["precision"],
+        "alerts": alert["support"], "labelled_not_normal": alert["predicted"],
+        "info_lines": sum(info.values()) or None,
+        "info_labelled_safety_or_security": info.get("safety", 0) + info.get("security", 0) if info else None,
+        "routed_by": r["routed_by"], "by_level": by_level or None, "model_labels": r["predicted_model_labels"],
+        "model_calls": r["model_calls"], "errors": r["errors"], "seconds": r["seconds"],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m bench.day_one", description=__doc__.split("\n")[0])
+    p.add_argument("--before", action="store_true",
+                   help="also score the lines without their levels (every alert + every 12th routine line)")
+    p.add_argument("--threads", type=int, help="llama.cpp threads (default: edged's default)")
+    args = p.parse_args(argv)
+    if not BGL.exists():
+        raise SystemExit(f"{BGL} not found: this benchmark needs Loghub's BGL sample")
+    rows = load_rows()
+    result: dict[str, Any] = {"data": f"{BGL.relative_to(REPO.parent)}/BGL_2k.log", "lines": len(rows)}
+    with tempfile.TemporaryDirectory(prefix="edged-bench-day-one-") as tmp_name:
+        tmp = Path(tmp_name)
+        threads = f"\n[backend]\nthreads = {args.threads}\n" if args.threads else ""
+        config = tmp / "edged.toml"  # a fresh store: no labels, no classifier
+        config.write_text(f'[store]\npath = "{tmp / "edged.db"}"\n[model]\ndir = "{REPO / "models"}"\n{threads}')
+        data = tmp / "bgl.csv"
+        with data.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["text", "level", "label"])
+            w.writeheader()
+            w.writerows(rows)
+        t0 = time.perf_counter()
+        result["with_levels"] = scored(eval_json(config, data, tmp, "--level-col", "level"))
+        result["with_levels"]["wall_s"] = round(time.perf_counter() - t0, 1)
+        log(f"with levels: {result['with_levels']}")
+        if args.before:
+            routine = [r for r in rows if r["label"] == "normal"][::12]
+            sample = [r for r in rows if r["label"] == "alert"] + routine
+            small = tmp / "bgl_sample.csv"
+            with small.open("w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=["text", "level", "label"])
+                w.writeheader()
+                w.writerows(sample)
+            for name, extra in (("sample_with_levels", ("--level-col", "level")), ("sample_without_levels", ())):
+                t0 = time.perf_counter()
+                result[name] = scored(eval_json(config, small, tmp, *extra))
+                result[name]["wall_s"] = round(time.perf_counter() - t0, 1)
+                log(f"{name}: {result[name]}")
+    write_result("day_one", result)
+    return result
+
+
+def summary_lines(r: dict[str, Any]) -> list[str]:
+    w = r["with_levels"]
+    lines = [f"day one (BGL {r['lines']} lines, no labels): alert recall {w['alert_recall']:.3f} at precision"
+             f" {w['alert_precision']:.3f}; INFO lines labelled safety/security: {w['info_labelled_safety_or_security']};"
+             f" {w['model_calls']} model calls"]
+    if "sample_without_levels" in r:
+        b = r["sample_without_levels"]
+        lines.append(f"day one, without levels ({b['rows']}-line sample): alert recall {b['alert_recall']:.3f} at"
+                     f" precision {b['alert_precision']:.3f}; {b['model_calls']} model calls")
+    return lines
+
+
+if __name__ == "__main__":
+    for line in summary_lines(main()):
+        print(line)
