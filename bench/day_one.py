@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LOGHUB_DIR, REPO, write_result
+from bench.common import LOGHUB_DIR, REPO, Unavailable, write_result
 
 BGL = LOGHUB_DIR / "BGL"
 ALERT_MAP = "normal=normal,warning=alert,fault=alert,safety=alert,security=alert"
@@ -78,15 +78,22 @@ def scored(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+NEEDS_MODEL = True  # the model decides where the level and the lexicon disagree
+SMOKE_ARGS = ["--lines", "40"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.day_one", description=__doc__.split("\n")[0])
     p.add_argument("--before", action="store_true",
                    help="also score the lines without their levels (every alert + every 12th routine line)")
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: edged's default)")
+    p.add_argument("--lines", type=int, default=0, help="only the first N lines (0: all 2,000)")
     args = p.parse_args(argv)
     if not BGL.exists():
-        raise SystemExit(f"{BGL} not found: this benchmark needs Loghub's BGL sample")
+        raise Unavailable(f"{BGL} not found: this benchmark needs Loghub's BGL sample")
     rows = load_rows()
+    if args.lines:
+        rows = rows[: args.lines]
     result: dict[str, Any] = {"data": f"{BGL.relative_to(REPO.parent)}/BGL_2k.log", "lines": len(rows)}
     with tempfile.TemporaryDirectory(prefix="edged-bench-day-one-") as tmp_name:
         tmp = Path(tmp_name)
