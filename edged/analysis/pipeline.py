@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -158,13 +159,21 @@ class Pipeline:
         return f"tpl:{self._cache_scope}:{_text_key(text)}"
 
     def _with_header(self, record: Claimed) -> Claimed:
-        """The record with its header fields and message (parsed here unless a source already did)."""
+        """The record with its header fields and message (parsed here unless a source already did).
+
+        A JSON MQTT payload's own header keys (level, component, ts ...) travel in its origin; they
+        win over what the text's format parses, and the text is still split when it has a header."""
         if record.header is not None or record.message is not None:
             return record
+        given = _given_header(record.origin)
         parsed = self.headers.parse(record.source, record.text)
+        if given is None:
+            if parsed.unparsed:
+                return record
+            return dataclasses.replace(record, header=parsed.header, message=parsed.message)
         if parsed.unparsed:
-            return record
-        return dataclasses.replace(record, header=parsed.header, message=parsed.message)
+            return dataclasses.replace(record, header=given, message=record.text)
+        return dataclasses.replace(record, header={**parsed.header, **given}, message=parsed.message)
 
     def _exact_key(self, text: str) -> str:
         return f"txt:{self._cache_scope}:{_text_key(text)}"
@@ -440,6 +449,21 @@ class Pipeline:
             fields_source=sources,
             review_reason="; ".join(w.review) or None,
         )
+
+
+def _given_header(origin: str | None) -> dict[str, str] | None:
+    """The header fields a source read from the input itself (a JSON payload's keys), from the origin."""
+    if not origin or '"header"' not in origin:  # file lines have no origin: no JSON to read
+        return None
+    try:
+        doc = json.loads(origin)
+    except ValueError:  # an origin cut to its length limit
+        return None
+    header = doc.get("header") if isinstance(doc, dict) else None
+    if not isinstance(header, dict):
+        return None
+    given = {k: v for k, v in header.items() if isinstance(k, str) and isinstance(v, str) and v}
+    return given or None
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:
