@@ -184,3 +184,21 @@ def test_a_json_payloads_header_keys_are_the_lines_header(env):
     assert fields["event_time"] == "2026-11-27T10:00:01+00:00"
     assert fields["level"] == "ERROR"
     assert rows(path, "SELECT level, component FROM templates ORDER BY level") == [("ERROR", "drive"), ("INFO", "drive")]
+
+
+def test_an_auto_detected_format_survives_a_restart(env):
+    writer, backend, analyzer, path = env
+    put(writer, *[f"2026-11-27 10:00:{i:02d} ERROR spindle {i} overtemp {80 + i}C" for i in range(40)])
+    while analyzer.run_once():
+        pass
+    assert analyzer.pipeline.headers.stream("test").choice.name == "iso_level"
+    again = Analyzer(analyzer.settings, backend, writer, connect(path))  # a new process would do this
+    stream = again.pipeline.headers.stream("test")
+    assert stream.settled and stream.choice.name == "iso_level"  # not detected again from the next lines
+    # Lines of another layout now are lines its format does not parse (counted), not a new detection.
+    writer.submit(WriteBatch(records=[
+        NewRecord(f"t:sys:{i}", "test", None, "log", f"Dec 10 06:55:{i:02d} box sshd[{i}]: session opened", "", None, 0.0)
+        for i in range(3)
+    ])).result()
+    again.run_once()
+    assert rows(path, "SELECT value FROM counters WHERE name = 'files.unparsed_lines'") == [(3,)]

@@ -103,6 +103,7 @@ class BatchOutcome:
     served_from: dict[str, str] = field(default_factory=dict)  # record_id -> record whose answer it reused
     ungrounded: dict[str, int] = field(default_factory=dict)  # field -> model values rejected as not in the text
     summaries: dict[str, int] = field(default_factory=dict)  # cut, regenerated, failed_check -> summaries
+    format_state: dict[str, dict] | None = None  # header format detection per source, when it moved
 
 
 class Interrupted(Exception):
@@ -284,6 +285,7 @@ class Pipeline:
             cache_entries=new_cache,
             templates=templates,
             miner_state=self.templates.state_if_changed(),
+            format_state=self.headers.state_if_changed(),
             model_calls=model_calls,
             cache_hits=hits,
             records={w.record.record_id: w.record for w in works},
