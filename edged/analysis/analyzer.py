@@ -109,6 +109,7 @@ def store_outcome(
         "analysis.failures": len(outcome.failures),
         "analysis.parked": parked,
         "analysis.template_refreshes": outcome.template_refreshes,
+        "analysis.template_carried": outcome.template_carried,
         "files.unparsed_lines": outcome.unparsed_lines,
     }
     counters.update({f"analysis.ungrounded.{name}": n for name, n in outcome.ungrounded.items()})
