@@ -103,7 +103,7 @@ def run_edged(system: str, texts: list[str], events: list[str], backend: Backend
         for i, text in enumerate(texts)
     ]
     tids: dict[str, int | None] = {}
-    borrowed = answered = unparsed = refreshes = 0
+    borrowed = answered = unparsed = refreshes = carried = 0
     first_of_text: dict[str, int] = {}
     event_of = {f"r{i}": e for i, e in enumerate(events)}
     formats: dict[str, int] = {}
@@ -112,6 +112,7 @@ def run_edged(system: str, texts: list[str], events: list[str], backend: Backend
         outcome = pipeline.analyze(records[start : start + settings.batch_size])
         unparsed += outcome.unparsed_lines
         refreshes += outcome.template_refreshes
+        carried += outcome.template_carried
         for r in outcome.results:
             tids[r.record_id] = r.template_id
             rec = outcome.records[r.record_id]
@@ -136,6 +137,7 @@ def run_edged(system: str, texts: list[str], events: list[str], backend: Backend
         "calls_per_true_event": round(counting.calls / 2 / true_events, 3),
         "backend_calls": counting.calls,
         "template_refreshes": refreshes,
+        "template_carried": carried,  # generalised templates that kept their earlier text's answer
         "unparsed_lines": unparsed,
         "formats": formats,
         "lines_per_s": round(len(texts) / seconds, 1),

@@ -156,3 +156,50 @@ def test_digest_summarizes_a_sources_recent_templates(env):
     assert "3x fault (severity 3)" in digest_request.user  # templates with counts, not raw lines
     assert rows(path, "SELECT source, records, summary FROM digests") == [("test", 4, "spindle overheated")]
     assert analyzer.digest_if_due(now=float("inf")) == 0  # nothing new since the last digest
+
+
+def test_a_json_payloads_header_keys_are_the_lines_header(env):
+    """level/component/ts of a JSON MQTT payload key its template and fill the result's header and fields."""
+    from edged.sources.mqtt.payload import parse_message
+    from edged.config.settings import MqttSettings
+
+    writer, backend, analyzer, path = env
+    mqtt = MqttSettings(url="mqtt://127.0.0.1", client_id="test")
+    payloads = [
+        {"text": "spindle 2 overtemp 91C", "level": "ERROR", "component": "drive", "ts": "2026-11-27T10:00:01Z"},
+        {"text": "spindle 3 overtemp 92C", "level": "ERROR", "component": "drive", "ts": "2026-11-27T10:00:02Z"},
+        {"text": "spindle 2 overtemp 91C", "level": "INFO", "component": "drive", "ts": "2026-11-27T10:00:03Z"},
+        # the text's own header is split off too; the payload's keys win where both say something
+        {"text": "2026-11-27 10:00:04 WARN spindle 4 overtemp 93C", "level": "ERROR", "component": "drive"},
+    ]
+    records = [parse_message("plant/cnc-1/logs", json.dumps(p).encode(), mqtt, 0.0) for p in payloads]
+    writer.submit(WriteBatch(records=records)).result()
+    assert analyzer.run_once() == 4
+    results = rows(path, "SELECT r.header, r.template_id, r.fields FROM results r JOIN records c USING (record_id) ORDER BY c.id")
+    headers = [json.loads(h) for h, _, _ in results]
+    assert headers[0] == {"format": "json", "time": "2026-11-27T10:00:01Z", "level": "ERROR", "component": "drive"}
+    assert headers[3]["level"] == "ERROR" and headers[3]["time"] == "2026-11-27 10:00:04"
+    tids = [t for _, t, _ in results]
+    assert tids[0] == tids[1] == tids[3] != tids[2]  # an INFO line never shares an ERROR line's template
+    fields = json.loads(results[0][2])
+    assert fields["event_time"] == "2026-11-27T10:00:01+00:00"
+    assert fields["level"] == "ERROR"
+    assert rows(path, "SELECT level, component FROM templates ORDER BY level") == [("ERROR", "drive"), ("INFO", "drive")]
+
+
+def test_an_auto_detected_format_survives_a_restart(env):
+    writer, backend, analyzer, path = env
+    put(writer, *[f"2026-11-27 10:00:{i:02d} ERROR spindle {i} overtemp {80 + i}C" for i in range(40)])
+    while analyzer.run_once():
+        pass
+    assert analyzer.pipeline.headers.stream("test").choice.name == "iso_level"
+    again = Analyzer(analyzer.settings, backend, writer, connect(path))  # a new process would do this
+    stream = again.pipeline.headers.stream("test")
+    assert stream.settled and stream.choice.name == "iso_level"  # not detected again from the next lines
+    # Lines of another layout now are lines its format does not parse (counted), not a new detection.
+    writer.submit(WriteBatch(records=[
+        NewRecord(f"t:sys:{i}", "test", None, "log", f"Dec 10 06:55:{i:02d} box sshd[{i}]: session opened", "", None, 0.0)
+        for i in range(3)
+    ])).result()
+    again.run_once()
+    assert rows(path, "SELECT value FROM counters WHERE name = 'files.unparsed_lines'") == [(3,)]

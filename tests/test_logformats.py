@@ -137,3 +137,19 @@ def test_bad_format_in_config_names_key_and_file(tmp_path, toml, key):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert key in str(err.value) and str(path) in str(err.value)
+
+
+def test_detection_state_round_trips_and_a_named_format_wins() -> None:
+    from edged.logformats.detect import DETECT_LINES
+
+    first = HeaderParser()
+    for i in range(DETECT_LINES):
+        first.parse("file:/a.log", f"Dec 10 06:55:{i % 60:02d} box sshd[{i}]: session opened")
+    state = first.state_if_changed()
+    assert state is not None and first.state_if_changed() is None  # saved once, until it moves again
+    again = HeaderParser()
+    again.restore(state)
+    assert again.stream("file:/a.log").settled and again.stream("file:/a.log").choice.name == "rfc3164"
+    named = HeaderParser(file_rules=[("*.log", "iso_level")])
+    named.restore(state)
+    assert named.stream("file:/a.log").choice.name == "iso_level"

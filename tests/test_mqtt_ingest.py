@@ -288,3 +288,22 @@ def test_backoff_doubles_with_jitter_and_resets() -> None:
     assert [round(backoff.next(), 6) for _ in range(5)] == [0.8, 2.4, 4.0, 4.0, 4.0]
     backoff.reset()
     assert backoff.next() == 1.0
+
+
+def test_a_json_payloads_header_keys_reach_the_result(mosquitto, store, sources, client_id) -> None:
+    """Broker -> record -> analysis: level, component and ts of a JSON payload are the line's header."""
+    from edged.analysis.analyzer import Analyzer
+    from edged.backends.fake import FakeBackend
+    from edged.config.settings import AnalysisSettings
+
+    writer = store.writer()
+    start_source(sources, settings_for(mosquitto, client_id), writer)
+    doc = {"message": "valve 3 stuck open", "level": "ERROR", "component": "hydraulics", "ts": 1700000000}
+    publish(mosquitto, [("factory/press-1/logs", json.dumps(doc).encode())])
+    wait_until(lambda: store.count("records") == 1, "the record")
+    analyzer = Analyzer(AnalysisSettings(), FakeBackend(), writer, connect(store.path))
+    assert analyzer.run_once() == 1
+    header, fields = store.reader.execute("SELECT header, fields FROM results").fetchone()
+    assert json.loads(header) == {"format": "json", "time": "1700000000", "level": "ERROR", "component": "hydraulics"}
+    fields = json.loads(fields)
+    assert (fields["event_time"], fields["level"]) == ("2023-11-14T22:13:20+00:00", "ERROR")

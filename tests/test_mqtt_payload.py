@@ -46,7 +46,26 @@ def test_plain_text_log() -> None:
 def test_json_text_or_message(key: str) -> None:
     rec = record(LOGS, json.dumps({key: "door opened", "ts": "2024-05-01T10:00:00Z"}).encode())
     assert rec.text == "door opened"
-    assert json.loads(rec.origin) == {"topic": LOGS, "ts": "2024-05-01T10:00:00Z"}
+    assert json.loads(rec.origin) == {
+        "topic": LOGS, "ts": "2024-05-01T10:00:00Z", "header": {"format": "json", "time": "2024-05-01T10:00:00Z"},
+    }
+
+
+def test_json_header_keys_are_kept_with_the_record() -> None:
+    rec = record(LOGS, json.dumps({
+        "text": "overtemp 91C", "level": "ERROR", "component": "spindle", "timestamp": 1700000000.5, "pid": 41,
+    }).encode())
+    assert rec.text == "overtemp 91C"
+    assert json.loads(rec.origin)["header"] == {
+        "format": "json", "time": "1700000000.5", "level": "ERROR", "component": "spindle", "pid": "41",
+    }
+
+
+def test_json_header_values_are_bounded_and_empty_ones_dropped() -> None:
+    rec = record(LOGS, json.dumps({"text": "x", "level": "", "component": "c" * 5000, "time": True}).encode())
+    header = json.loads(rec.origin)["header"]
+    assert header == {"format": "json", "component": "c" * 128}  # a boolean is no time, an empty level no level
+    assert "header" not in json.loads(record(LOGS, b'{"text": "x", "machine": "m"}').origin)
 
 
 def test_json_text_wins_over_message() -> None:

@@ -48,6 +48,29 @@ def load_cache_entry(reader: sqlite_utils.Database, key: str) -> dict[str, Any] 
     return json.loads(row[0]) if row else None
 
 
+FORMAT_STATE_NAME = "formats"  # the miner_state row with each source's header format detection
+
+
+def save_format_state(db: sqlite_utils.Database, state: dict[str, dict]) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO miner_state (name, state, saved_at) VALUES (?, ?, ?)",
+        (FORMAT_STATE_NAME, json.dumps(state, ensure_ascii=False).encode("utf-8", "surrogatepass"), time.time()),
+    )
+
+
+def load_format_state(reader: sqlite_utils.Database) -> dict[str, dict]:
+    """The header formats auto-detected before a restart; empty when none were saved or the row is unreadable."""
+    row = reader.execute("SELECT state FROM miner_state WHERE name = ?", (FORMAT_STATE_NAME,)).fetchone()
+    if row is None:
+        return {}
+    try:
+        state = json.loads(bytes(row[0]).decode("utf-8", "surrogatepass"))
+    except ValueError:
+        log.warning("the saved header format detection is unreadable; formats are detected again")
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def store_outcome(
     db: sqlite_utils.Database, outcome: BatchOutcome, max_attempts: int, outbox: OutboxBuilder | None = None
 ) -> int:
@@ -78,6 +101,8 @@ def store_outcome(
         )
     if outcome.miner_state is not None:
         TemplateStore.save(db, outcome.miner_state)
+    if outcome.format_state is not None:
+        save_format_state(db, outcome.format_state)
     counters = {
         "analysis.model_calls": outcome.model_calls,
         "analysis.cache_hits.template": outcome.cache_hits["template"],
@@ -86,6 +111,7 @@ def store_outcome(
         "analysis.failures": len(outcome.failures),
         "analysis.parked": parked,
         "analysis.template_refreshes": outcome.template_refreshes,
+        "analysis.template_carried": outcome.template_carried,
         "files.unparsed_lines": outcome.unparsed_lines,
     }
     counters.update({f"analysis.ungrounded.{name}": n for name, n in outcome.ungrounded.items()})
@@ -139,6 +165,7 @@ class Analyzer:
             evidence=Evidence(settings),
             severities=(triage or TriageSettings()).severities,
         )
+        self.pipeline.headers.restore(load_format_state(reader))
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="analyzer", daemon=True)

@@ -4,9 +4,11 @@
   keyed with the line's level and component. A template is classified and extracted once (on its
   first line); every later line of it reuses the classification, and takes the extracted values that
   came from the template's variable parts from its own parameters. Exact repeats of a line hit a cache.
-- A template's answer is cached under its text, never its id alone: when the miner generalises a
-  template to take a line whose constant words differ, that line is answered afresh (a template
-  refresh) and the answer is kept under the new text, so no line is served another event's answer.
+- A template's answer is cached under its text, never its id alone, and a line whose constant words
+  differ from every template's gets its own template and answer. The miner generalises a template
+  only where its words proved to be parameters (edged.analysis.templates), so the answer computed for
+  the earlier text moves to the new one (counted as carried); a new text without an earlier answer
+  is answered afresh (a template refresh).
 - Incident reports always go to the model: classify, extract and summarize.
 - Classification is routed (edged.analysis.routing): a confident triage classifier, or the record's
   own level and words, decide without the model; otherwise the model is asked, shown similar labeled
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -100,11 +103,13 @@ class BatchOutcome:
     cache_hits: dict[str, int]
     records: dict[str, Claimed] = field(default_factory=dict)  # the claimed records, by record_id
     template_refreshes: int = 0  # templates answered afresh because their text changed
+    template_carried: int = 0  # generalised templates that kept their earlier text's answer
     unparsed_lines: int = 0  # log lines no header format parsed (mined whole)
     template_keys: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)  # id -> (level, component)
     served_from: dict[str, str] = field(default_factory=dict)  # record_id -> record whose answer it reused
     ungrounded: dict[str, int] = field(default_factory=dict)  # field -> model values rejected as not in the text
     summaries: dict[str, int] = field(default_factory=dict)  # cut, regenerated, failed_check -> summaries
+    format_state: dict[str, dict] | None = None  # header format detection per source, when it moved
 
 
 class Interrupted(Exception):
@@ -160,18 +165,45 @@ class Pipeline:
         self._cache_scope = hashlib.blake2b(f"{model_id}:{PROMPT_VERSION}".encode(), digest_size=6).hexdigest()
 
     # -- cache keys: a cached answer belongs to one model and one prompt version ---------------
-    def _template_key(self, mined: Mined) -> str:
-        text = f"{mined.level or ''}\0{mined.component or ''}\0{mined.template}"
+    def _template_key(self, mined: Mined, template: str | None = None) -> str:
+        text = f"{mined.level or ''}\0{mined.component or ''}\0{mined.template if template is None else template}"
         return f"tpl:{self._cache_scope}:{_text_key(text)}"
 
+    def _carried_over(self, mined: Mined, tkey: str, first_of_template: dict[str, "_Work"],
+                      new_cache: dict[str, dict[str, Any]]) -> bool:
+        """Move the answer of a generalised template's earlier text to its new text (True when there was one).
+
+        The words that became variable were shown to be parameters (edged.analysis.templates), so the
+        answer computed for the earlier text stays right for the new one and no refresh is asked."""
+        for text in mined.previous:
+            pkey = self._template_key(mined, text)
+            if pkey in first_of_template:  # answered in this batch: the new text takes the same answer
+                first_of_template[tkey] = first_of_template[pkey]
+                return True
+            entry = self.cache.get(pkey)
+            if entry is not None:
+                moved = {**entry, "template": mined.template}
+                new_cache[tkey] = moved
+                self.cache.put(tkey, moved)
+                return True
+        return False
+
     def _with_header(self, record: Claimed) -> Claimed:
-        """The record with its header fields and message (parsed here unless a source already did)."""
+        """The record with its header fields and message (parsed here unless a source already did).
+
+        A JSON MQTT payload's own header keys (level, component, ts ...) travel in its origin; they
+        win over what the text's format parses, and the text is still split when it has a header."""
         if record.header is not None or record.message is not None:
             return record
+        given = _given_header(record.origin)
         parsed = self.headers.parse(record.source, record.text)
+        if given is None:
+            if parsed.unparsed:
+                return record
+            return dataclasses.replace(record, header=parsed.header, message=parsed.message)
         if parsed.unparsed:
-            return record
-        return dataclasses.replace(record, header=parsed.header, message=parsed.message)
+            return dataclasses.replace(record, header=given, message=record.text)
+        return dataclasses.replace(record, header={**parsed.header, **given}, message=parsed.message)
 
     def _exact_key(self, text: str) -> str:
         return f"txt:{self._cache_scope}:{_text_key(text)}"
@@ -182,7 +214,7 @@ class Pipeline:
         new_cache: dict[str, dict[str, Any]] = {}
         templates: dict[int, tuple[str, int]] = {}
         hits = {"exact": 0, "template": 0}
-        model_calls = refreshes = unparsed = 0
+        model_calls = refreshes = carried = unparsed = 0
         template_keys: dict[int, tuple[str | None, str | None]] = {}
         # 1. Caches and templates decide who needs the model, and for which tasks.
         needs: dict[str, list[_Work]] = {CLASSIFY: [], EXTRACT: [], SUMMARIZE: []}
@@ -213,6 +245,10 @@ class Pipeline:
                 hits["exact"] += 1
                 continue
             cached = self.cache.get(tkey)
+            if cached is None and w.mined.previous and tkey not in first_of_template:
+                if self._carried_over(w.mined, tkey, first_of_template, new_cache):
+                    carried += 1
+                    cached = self.cache.get(tkey)
             if cached is not None:
                 self._from_template(w, cached)
                 hits["template"] += 1
@@ -284,10 +320,12 @@ class Pipeline:
             cache_entries=new_cache,
             templates=templates,
             miner_state=self.templates.state_if_changed(),
+            format_state=self.headers.state_if_changed(),
             model_calls=model_calls,
             cache_hits=hits,
             records={w.record.record_id: w.record for w in works},
             template_refreshes=refreshes,
+            template_carried=carried,
             unparsed_lines=unparsed,
             template_keys=template_keys,
             served_from={w.record.record_id: w.served_from for w in works if w.served_from},
@@ -455,6 +493,21 @@ class Pipeline:
 
 def _subject(record: Claimed) -> Subject:
     return Subject(record.text, (record.header or {}).get("level"), record.message)
+
+
+def _given_header(origin: str | None) -> dict[str, str] | None:
+    """The header fields a source read from the input itself (a JSON payload's keys), from the origin."""
+    if not origin or '"header"' not in origin:  # file lines have no origin: no JSON to read
+        return None
+    try:
+        doc = json.loads(origin)
+    except ValueError:  # an origin cut to its length limit
+        return None
+    header = doc.get("header") if isinstance(doc, dict) else None
+    if not isinstance(header, dict):
+        return None
+    given = {k: v for k, v in header.items() if isinstance(k, str) and isinstance(v, str) and v}
+    return given or None
 
 
 def _param_map(fields: dict[str, Any], params: list[str]) -> dict[str, int]:

@@ -7,8 +7,10 @@ The miner is Drain's idea (He et al., ICWS 2017) kept small and explicit: messag
 level, component, token count and first word; within a group a message joins the template whose
 constant words it matches best, if it matches at least ``sim_th`` of them; the positions where they
 differ become ``<*>``. Tokens holding a digit are variable from the start (counts, ids, addresses,
-times). A template's text only ever generalises; its id stays. The cache of answers is keyed by the
-text (see edged.analysis.pipeline), so a generalised template is answered afresh.
+times). A template's text only ever generalises; its id stays. It generalises only where its words
+proved to be parameters: a digit-bearing token took a word's place, a masked token widened, or enough
+siblings differed there; ``Mined.previous`` names the texts it had, so the pipeline moves their
+cached answer to the new text (see edged.analysis.pipeline).
 
 The state (every template) is saved in the same transaction as the results that refer to its ids
 (``state_if_changed`` gives the bytes to save), so after a crash a template id never means another
@@ -78,6 +80,10 @@ class Mined:
     generalised: bool = False  # an existing template's text changed to take this line
     level: str | None = None
     component: str | None = None
+    # When generalised: the texts it had before (a merge: its siblings', earliest first). Their words
+    # that became variable were shown to be parameters (a digit-bearing token took their place, or
+    # enough siblings differed there), so an answer computed for one may serve the new text.
+    previous: tuple[str, ...] = ()
 
 
 class _Template:
@@ -182,6 +188,7 @@ class TemplateStore:
             if same > best_same:
                 best, best_same = t, same
         changed = generalised = False
+        previous: tuple[str, ...] = ()
         if best is None:
             best = _Template(self._next_id, tokens)
             self._next_id += 1
@@ -189,17 +196,21 @@ class TemplateStore:
             self._keys[best.id] = (level, component)
             self._by_id[best.id] = best
             changed = True
+            before = {t.id: " ".join(t.tokens) for t in group}
             merged = self._merge_siblings(group, best)
             if merged is not best:
                 best, generalised = merged, True
+                members = sorted(t for t, into in self.merged_into.items() if into == best.id and t in before)
+                previous = tuple(before[t] for t in [best.id, *members])  # the survivor's answer first
         else:
             merged_tokens = [a if a == b else WILD for a, b in zip(best.tokens, tokens)]
             if merged_tokens != best.tokens:
+                previous = (" ".join(best.tokens),)
                 best.tokens = merged_tokens
                 changed = generalised = True
         self._dirty |= changed
         params = [p for r, t in zip(raw, best.tokens) if WILD in t for p in _params(r, t)]
-        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component)
+        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component, previous)
 
     def _merge_siblings(self, group: list[_Template], new: _Template) -> _Template:
         by_positions: dict[tuple[int, ...], list[_Template]] = {}

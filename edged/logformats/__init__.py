@@ -4,9 +4,9 @@ A leaf package (standard library only), so the sources, the analysis and the CLI
 """
 
 from edged.logformats.detect import AUTO, HeaderParser, Parsed, StreamFormat, resolve_spec
-from edged.logformats.formats import BY_NAME, FIELDS, FORMATS, LogFormat, compile_format
+from edged.logformats.formats import BY_NAME, FIELDS, FORMATS, JsonFormat, LogFormat, compile_format
 
 __all__ = [
-    "AUTO", "BY_NAME", "FIELDS", "FORMATS", "HeaderParser", "LogFormat", "Parsed", "StreamFormat",
+    "AUTO", "BY_NAME", "FIELDS", "FORMATS", "HeaderParser", "JsonFormat", "LogFormat", "Parsed", "StreamFormat",
     "compile_format", "resolve_spec",
 ]

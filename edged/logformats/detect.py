@@ -4,7 +4,9 @@ A stream is one source: a log file (``file:PATH``) or an MQTT topic (``mqtt:TOPI
 either named in the config (a format name or a regex with named groups, per glob or topic filter) or
 ``auto``: the format that parses the most of the stream's first ``DETECT_LINES`` lines, preferring
 the more specific formats (earlier in ``FORMATS``) among those that parse nearly as many. A line the
-chosen format does not parse is mined whole, and counted (``Parsed.unparsed``).
+chosen format does not parse is mined whole, and counted (``Parsed.unparsed``). Detection's counts are
+saved with the template state (``HeaderParser.state_if_changed``/``restore``), so a restart goes on
+with the format it chose instead of detecting it again from the next lines.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class StreamFormat:
         self._hits = [0] * len(FORMATS)
         self._seen = 0
         self._choice: LogFormat | None = fixed
+        self.changed = False  # detection counts moved since they were last saved
 
     @property
     def settled(self) -> bool:
@@ -77,14 +80,35 @@ class StreamFormat:
             if fmt.parse(line) is not None:
                 self._hits[i] += 1
         self._seen += 1
+        self.changed = True
+        best = self._choose()
+        if self._seen == DETECT_LINES:
+            chosen = self._choice.name if self._choice else "none (lines are mined whole)"
+            log.info("%s: header format %s (parses %d of its first %d lines)", self.name, chosen, best, self._seen)
+
+    def _choose(self) -> int:
         best = max(self._hits)
         if best == 0:
             self._choice = None
         else:
             self._choice = next(f for f, h in zip(FORMATS, self._hits) if h >= NEARLY * best)
-        if self._seen == DETECT_LINES:
+        return best
+
+    def state(self) -> dict:
+        """What detection has seen so far (by format name, so a later edged with more formats can read it)."""
+        return {"seen": self._seen, "hits": {f.name: h for f, h in zip(FORMATS, self._hits) if h}}
+
+    def restore(self, state: dict) -> None:
+        """Continue detection where a saved ``state`` left it; a format named in the config wins."""
+        if self.fixed is not None:
+            return
+        hits = state.get("hits") or {}
+        self._hits = [int(hits.get(f.name, 0)) for f in FORMATS]
+        self._seen = min(int(state.get("seen", 0)), DETECT_LINES)
+        self._choose()
+        if self.settled:
             chosen = self._choice.name if self._choice else "none (lines are mined whole)"
-            log.info("%s: header format %s (parses %d of its first %d lines)", self.name, chosen, best, self._seen)
+            log.info("%s: header format %s (as detected before the restart)", self.name, chosen)
 
 
 def mqtt_filter_matches(topic_filter: str, topic: str) -> bool:
@@ -110,12 +134,29 @@ class HeaderParser:
     file_rules: list[tuple[str, str]] = field(default_factory=list)
     topic_rules: list[tuple[str, str]] = field(default_factory=list)
     _streams: dict[str, StreamFormat] = field(default_factory=dict)
+    _saved: dict[str, dict] = field(default_factory=dict)  # detection states restored, by source
 
     def stream(self, source: str) -> StreamFormat:
         s = self._streams.get(source)
         if s is None:
             s = self._streams[source] = StreamFormat(source, resolve_spec(self._spec_for(source)))
+            if source in self._saved:
+                s.restore(self._saved[source])
         return s
+
+    def restore(self, state: dict[str, dict]) -> None:
+        """Auto-detection states saved by ``state_if_changed`` (applied as each stream is first seen)."""
+        self._saved.update({k: v for k, v in state.items() if isinstance(v, dict)})
+
+    def state_if_changed(self) -> dict[str, dict] | None:
+        """Every auto-detected stream's detection state, when one moved since the last call; else None."""
+        moved = [s for s in self._streams.values() if s.changed]
+        if not moved:
+            return None
+        for s in moved:
+            s.changed = False
+            self._saved[s.name] = s.state()
+        return dict(self._saved)
 
     def parse(self, source: str, line: str) -> Parsed:
         return self.stream(source).parse(line)

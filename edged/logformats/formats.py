@@ -80,12 +80,18 @@ class JsonFormat(LogFormat):
         message = next((obj[k] for k in self.MESSAGE_KEYS if isinstance(obj.get(k), str)), None)
         if message is None:
             return None
+        out = self.header_fields(obj)
+        out["message"] = message
+        return out
+
+    @classmethod
+    def header_fields(cls, obj: dict) -> dict[str, str]:
+        """The header fields a JSON object's keys give (a file's JSON line or a JSON MQTT payload)."""
         out = {}
-        for field_name, keys in self.KEYS.items():
+        for field_name, keys in cls.KEYS.items():
             value = next((obj[k] for k in keys if k in obj and isinstance(obj[k], (str, int, float))), None)
             if value is not None and not isinstance(value, bool):
                 out[field_name] = str(value)
-        out["message"] = message
         return out
 
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Protocol
 
 import sqlite_utils
 
-CLAIM_COLUMNS = ("id", "record_id", "source", "machine", "kind", "text", "flags", "attempts", "received_at", "priority")
+CLAIM_COLUMNS = ("id", "record_id", "source", "machine", "kind", "text", "flags", "attempts", "received_at", "priority", "origin")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Claimed:
     priority: int
     header: dict[str, str] | None = None  # parsed header fields (format, time, level, host, component, pid), raw text
     message: str | None = None  # the line after its header; None when no header was parsed (use text)
+    origin: str | None = None  # where it came from (records.origin); a JSON payload's header keys are under "header"
 
 
 class RecordFields(Protocol):
@@ -151,7 +152,7 @@ def claim_batch(db: sqlite_utils.Database, *, owner: str, limit: int, lease_s: f
         f" RETURNING {', '.join(CLAIM_COLUMNS)}",
         (owner, now + lease_s, now, limit),
     ).fetchall()
-    claimed = [Claimed(*row) for row in rows]
+    claimed = [Claimed(*row[:-1], origin=row[-1]) for row in rows]
     claimed.sort(key=lambda c: (-c.priority, c.id))
     return claimed
 

@@ -1,6 +1,6 @@
 """What ``edged status`` reports. The JSON keys are a stable interface for scripts and monitoring:
 ``records.total``, ``records.by_status`` (pending, leased, done, parked), ``records.by_kind``,
-``records.by_source``, ``analysis.model_calls``, ``analysis.cache_hits``, ``analysis.templates``, ``analysis.template_refreshes``,
+``records.by_source``, ``analysis.model_calls``, ``analysis.cache_hits``, ``analysis.templates``, ``analysis.template_refreshes``, ``analysis.template_carried``,
 ``analysis.results``, ``analysis.by_label``, ``analysis.needs_review``, ``rejected.total``, ``rejected.by_reason``, ``files``, ``counters``,
 ``db.path``, ``db.bytes``, ``schema_version``, ``storage.max_bytes``, ``storage.used_bytes``,
 ``storage.evicted`` (by kind), ``storage.refused`` (by reason), ``storage.paused``,
@@ -46,6 +46,7 @@ def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
         "cache_hits": counters.get("analysis.cache_hits.template", 0) + counters.get("analysis.cache_hits.exact", 0),
         "templates": db.execute("SELECT count(*) FROM templates").fetchone()[0],
         "template_refreshes": counters.get("analysis.template_refreshes", 0),
+        "template_carried": counters.get("analysis.template_carried", 0),
         "digests": db.execute("SELECT count(*) FROM digests").fetchone()[0],
         "parked": _grouped(db, "SELECT coalesce(error, '?'), count(*) FROM records WHERE status = 'parked' GROUP BY 1"),
         "classified_by": _grouped(
@@ -138,8 +139,8 @@ def format_status(status: dict[str, Any]) -> str:
     a = status["analysis"]
     lines.append(
         f"analysis   {a['results']} results, {a['needs_review']} need review; {a['model_calls']} model calls,"
-        f" {a['cache_hits']} cache hits, {a['templates']} templates ({a['template_refreshes']} answered afresh"
-        f" after they generalised), {a['digests']} digests"
+        f" {a['cache_hits']} cache hits, {a['templates']} templates ({a['template_carried']} kept their answer"
+        f" and {a['template_refreshes']} were answered afresh after they generalised), {a['digests']} digests"
     )
     if a["by_label"]:
         lines.append("labels     " + ", ".join(f"{k} {v}" for k, v in sorted(a["by_label"].items())))

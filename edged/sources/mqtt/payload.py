@@ -1,7 +1,10 @@
 """Turning one MQTT message into an inbox record, or into a rejection with its reason. No network here.
 
 A payload is either a JSON object (first non-space byte ``{``) with ``text`` or ``message`` and optional
-``machine``, ``ts``, ``kind`` and ``id``, or plain text. Plain text that is not valid UTF-8 is still
+``machine``, ``ts``, ``kind`` and ``id``, or plain text. A JSON object's header keys (``level``,
+``component``, ``ts``/``time``/``timestamp``, ``host``, ``pid`` and the aliases of the ``json`` log
+format) are kept in the record's origin under ``header``: the analysis uses them as the line's header
+fields, as it does for a JSON line in a file. Plain text that is not valid UTF-8 is still
 data: it is stored with the bad bytes replaced and flagged. Only inputs that cannot be a record at all
 (empty, binary, broken JSON, a kind we do not know) are rejected.
 """
@@ -17,6 +20,7 @@ from paho.mqtt.client import topic_matches_sub
 
 from edged.config.settings import MqttSettings
 from edged.ids import mqtt_record_id
+from edged.logformats import JsonFormat
 from edged.priority import INCIDENT, ROUTINE
 from edged.store.limits import MAX_GIVEN_ID_CHARS, bound_record, bound_rejected
 from edged.store.records import FLAG_BOUNDED, FLAG_INVALID_UTF8, FLAG_TRUNCATED, KINDS, SAMPLE_BYTES, NewRecord, Rejected
@@ -33,6 +37,8 @@ _JSON_START = (ord("{"), ord("["))
 _WHITESPACE = b" \t\r\n"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_TS_CHARS = 64
+_MAX_HEADER_VALUE_CHARS = 128  # a level, component or time is short; the origin stays within its limit
+ORIGIN_HEADER = "header"  # the origin key holding the header fields a JSON payload gave
 
 
 class _Reject(Exception):
@@ -45,7 +51,7 @@ class _Reject(Exception):
 class _Fields:
     """What a payload says about itself; None where it says nothing."""
 
-    __slots__ = ("text", "machine", "kind", "message_id", "ts", "flags")
+    __slots__ = ("text", "machine", "kind", "message_id", "ts", "header", "flags")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -53,6 +59,7 @@ class _Fields:
         self.kind: str | None = None
         self.message_id: str | None = None
         self.ts: Any = None
+        self.header: dict[str, str] | None = None
         self.flags: list[str] = []
 
 
@@ -88,6 +95,8 @@ def parse_message(topic: str, payload: bytes, settings: MqttSettings, received_a
     origin: dict[str, Any] = {"topic": topic}
     if fields.ts is not None:
         origin["ts"] = fields.ts
+    if fields.header:
+        origin[ORIGIN_HEADER] = fields.header
     record, bounded = bound_record(NewRecord(
         record_id=mqtt_record_id(topic, payload, fields.message_id),
         source=f"mqtt:{topic}",
@@ -164,6 +173,9 @@ def _read_json(payload: bytes) -> _Fields:
         fields.ts = ts[:_MAX_TS_CHARS]
     elif isinstance(ts, int) and not isinstance(ts, bool) or isinstance(ts, float) and math.isfinite(ts):
         fields.ts = ts
+    header = {k: _SURROGATE.sub("\ufffd", v[:_MAX_HEADER_VALUE_CHARS]) for k, v in JsonFormat.header_fields(doc).items() if v}
+    if header:
+        fields.header = {"format": "json", **header}
     return fields
 
 
