@@ -136,6 +136,7 @@ def evaluate_extract(
     parse_header: HeaderParser | None = None,
     received_at: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tasks: tuple[str, ...] = (EXTRACT,),
 ) -> dict[str, Any]:
     received_at = time.time() if received_at is None else received_at
     tz = zone(timezone)
@@ -144,12 +145,13 @@ def evaluate_extract(
         raise EvalError(f"fields not in [analysis.extract_fields] ({', '.join(settings.extract_fields)}): "
                         + ", ".join(unknown))
     pipeline = Pipeline(settings, backend, TemplateStore(), ResultCache(lambda key: None), None, timezone,
-                        tasks=(EXTRACT,))
+                        tasks=tasks)
     tallies = {name: _Tally() for name in data.fields}
     values = ungrounded = model_calls = 0
     dropped: dict[str, int] = {}
     ungrounded_examples: list[dict[str, Any]] = []
     model_seconds = 0.0
+    asked = 0  # records that reached the model: one per new template (log lines)
     started = time.perf_counter()
     total = len(data.texts)
     for start in range(0, total, BATCH):
@@ -169,6 +171,7 @@ def evaluate_extract(
             sources = (result.fields_source or {}) if result else {}
             if result and result.latency_ms:
                 model_seconds += result.latency_ms / 1000
+                asked += 1
             for name, value in fields.items():
                 if value is None or sources.get(name) == RECORD or name == "event_time":
                     continue
@@ -224,6 +227,8 @@ def evaluate_extract(
         "model_calls": model_calls,
         "model_seconds": round(model_seconds, 2),
         "model_seconds_per_call": round(model_seconds / model_calls, 3) if model_calls else None,
+        "records_asked": asked,
+        "model_seconds_per_record_asked": round(model_seconds / asked, 3) if asked else None,
         "seconds": round(elapsed, 2),
         "model": getattr(backend, "model_name", None),
     }
