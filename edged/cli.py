@@ -230,8 +230,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_extract(args: argparse.Namespace, loaded) -> int:
     from edged.analysis.evaluate import EvalError
     from edged.analysis.evaluate_extract import (
-        evaluate_extract, format_extract_report, header_parser, load_extract_csv, parse_field_specs,
+        evaluate_extract, format_extract_report, load_extract_csv, parse_field_specs,
     )
+    from edged.analysis.headers import header_parser
     from edged.app import build_backend
 
     try:
@@ -243,7 +244,8 @@ def _eval_extract(args: argparse.Namespace, loaded) -> int:
     backend = build_backend(loaded.settings)
     try:
         result = evaluate_extract(backend, loaded.settings.analysis, data, kind=args.kind,
-                                  timezone=loaded.settings.logs.timezone, parse_header=header_parser())
+                                  timezone=loaded.settings.logs.timezone,
+                                  headers=header_parser(loaded.settings.logs, loaded.settings.mqtt))
     except EvalError as exc:
         print(f"edged eval: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from edged.analysis.analyzer import Analyzer
 from edged.analysis.field_patterns import FieldPatterns
 from edged.analysis.grounding import grounded
 from edged.analysis.structured_fields import FieldReader
-from edged.analysis.summary_check import check_summary, claims, cut_before, unsupported
+from edged.analysis.summary_check import check_summary, claims, cut_before, first_sentence, unsupported
 from edged.analysis.timestamps import find_time, normalize_time, zone
 from edged.backends.fake import FakeBackend
 from edged.backends.repetition import close_json, cut_at_repeat, first_repeat
@@ -181,7 +181,9 @@ def test_a_json_document_cut_in_a_string_is_closed():
 def test_a_failing_summary_is_cut_before_its_first_unsupported_claim():
     assert cut_before("Change out alternator, 2023-01-22, 12, 32", ["2023-01-22", "12", "32"]) == "Change out alternator"
     assert cut_before("Leak on EX-12 at 2023-01-22", ["2023-01-22"]) == "Leak on EX-12"
-    assert cut_before("2023-01-22 leak", ["2023-01-22"]) is None  # nothing left: kept whole, flagged
+    assert cut_before("2023-01-22 leak", ["2023-01-22"]) is None  # nothing left: the report stands in
+    assert check_summary("Incident report: change out alternator", "change out alternator")[0] == "change out alternator"
+    assert first_sentence("Pump 3 leaks. Seal kit ordered.", 240) == "Pump 3 leaks."
 
 
 def test_summary_claims_must_be_in_the_report():

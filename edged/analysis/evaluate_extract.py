@@ -34,16 +34,10 @@ from edged.analysis.templates import TemplateStore
 from edged.analysis.timestamps import normalize_time, zone
 from edged.backends.base import Backend
 from edged.config.settings import AnalysisSettings
+from edged.logformats import HeaderParser
 from edged.store.inbox import Claimed
 
-HeaderParser = Callable[[str], "tuple[dict[str, str] | None, str | None]"]
 BATCH = 64
-
-
-def header_parser() -> HeaderParser | None:
-    """The header parser the analysis path uses for log lines (the one that fills ``Claimed.header``);
-    None while there is none, and then fields come from patterns and the model only."""
-    return None
 
 
 @dataclass
@@ -133,9 +127,11 @@ def evaluate_extract(
     *,
     kind: str = "log",
     timezone: str = "local",
-    parse_header: HeaderParser | None = None,
+    headers: HeaderParser | None = None,
+    parse_headers: bool = True,
     received_at: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tasks: tuple[str, ...] = (EXTRACT,),
 ) -> dict[str, Any]:
     received_at = time.time() if received_at is None else received_at
     tz = zone(timezone)
@@ -143,21 +139,25 @@ def evaluate_extract(
     if unknown:
         raise EvalError(f"fields not in [analysis.extract_fields] ({', '.join(settings.extract_fields)}): "
                         + ", ".join(unknown))
-    pipeline = Pipeline(settings, backend, TemplateStore(), ResultCache(lambda key: None), None, timezone=timezone,
-                        tasks=(EXTRACT,))
+    pipeline = Pipeline(settings, backend, TemplateStore(), ResultCache(lambda key: None), None, headers=headers, timezone=timezone,
+                        tasks=tasks)
     tallies = {name: _Tally() for name in data.fields}
     values = ungrounded = model_calls = 0
     dropped: dict[str, int] = {}
     ungrounded_examples: list[dict[str, Any]] = []
     model_seconds = 0.0
+    asked = 0  # records that reached the model: one per new template (log lines)
     started = time.perf_counter()
     total = len(data.texts)
+    source = f"file:{data.path}"
     for start in range(0, total, BATCH):
         records = []
         for i in range(start, min(start + BATCH, total)):
             text = data.texts[i]
-            header, message = parse_header(text) if parse_header else (None, None)
-            records.append(Claimed(i, f"eval:{i}", "eval", None, kind, text, "", 1, received_at, 0, header, message))
+            # The daemon's own header parsing (the pipeline's, per stream: the data file is one stream);
+            # without it, an empty header: fields from patterns and the model only.
+            header = None if parse_headers else {}
+            records.append(Claimed(i, f"eval:{i}", source, None, kind, text, "", 1, received_at, 0, header, None))
         outcome = pipeline.analyze(records)
         model_calls += outcome.model_calls
         for name, n in outcome.ungrounded.items():
@@ -169,6 +169,7 @@ def evaluate_extract(
             sources = (result.fields_source or {}) if result else {}
             if result and result.latency_ms:
                 model_seconds += result.latency_ms / 1000
+                asked += 1
             for name, value in fields.items():
                 if value is None or sources.get(name) == RECORD or name == "event_time":
                     continue
@@ -203,7 +204,7 @@ def evaluate_extract(
         "data": str(data.path),
         "rows": total,
         "skipped_empty_text": data.skipped_empty_text,
-        "header_parser": parse_header is not None,
+        "header_parser": parse_headers,
         "fields": {
             name: {
                 "rows_with_truth": t.truth,
@@ -224,6 +225,8 @@ def evaluate_extract(
         "model_calls": model_calls,
         "model_seconds": round(model_seconds, 2),
         "model_seconds_per_call": round(model_seconds / model_calls, 3) if model_calls else None,
+        "records_asked": asked,
+        "model_seconds_per_record_asked": round(model_seconds / asked, 3) if asked else None,
         "seconds": round(elapsed, 2),
         "model": getattr(backend, "model_name", None),
     }

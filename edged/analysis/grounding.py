@@ -63,15 +63,16 @@ def grounded(value: Any, text: str) -> bool:
 
 
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
+_MEASURE = re.compile(r"[-+]?\d+(?:[.,]\d+)*\s*°?[A-Za-z%]{0,4}")  # 12, 88.5C, 3000rpm: a value, not a code
 
 
 def plausible(name: str, value: Any) -> bool:
     """The shape a field's value must have, beyond being in the text: an error code has a digit and is
-    not a date or time ("L", "leak" or "2005-06-03" copied from the text is not a code); a unit has no
+    not a date, time or measurement ("L", "2005-06-03" or "88.5C" copied from the text is not a code); a unit has no
     digit ("J05-U01" is not a unit)."""
     text = str(value)
     if name == "error_code":
-        return any(ch.isdigit() for ch in text) and not _DATE.search(text)
+        return any(ch.isdigit() for ch in text) and not _DATE.search(text) and not _MEASURE.fullmatch(text.strip())
     if name == "unit":
         return not any(ch.isdigit() for ch in text) and len(text) <= 12
     return True

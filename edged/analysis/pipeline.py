@@ -50,7 +50,7 @@ from edged.analysis.tasks import (
 )
 from edged.analysis.grounding import grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
-from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before
+from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before, first_sentence
 from edged.analysis.evidence import Evidence
 from edged.analysis.routing import SLM, Subject, route
 from edged.analysis.templates import Mined, TemplateStore
@@ -425,7 +425,9 @@ class Pipeline:
             answer["summary"] = shortened
             w.review.append("summary cut before what the report does not say: " + ", ".join(missing[:8]))
         else:
-            w.review.append("summary names what the report does not: " + ", ".join(missing[:8]))
+            answer["summary"] = first_sentence(w.record.text, self.settings.summary_max_chars)
+            w.review.append("the report's first sentence stands in for a summary that named what the report does"
+                            " not: " + ", ".join(missing[:8]))
         return 0
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:

@@ -5,8 +5,8 @@
 - Claims: every number, code and part identifier in the summary (``2``, ``91.5``, ``E-1234``,
   ``H-44``, ``EX-12``, ``WO4711``) must occur in the report (edged.analysis.grounding). A summary that
   names one that is not is generated once more; if it still fails it is cut before the first such
-  claim (when at least two words are left; else kept whole) and flagged ``needs_review`` with the
-  reason.
+  claim (when at least two words are left; else the report's own first sentence stands in for it)
+  and flagged ``needs_review`` with the reason.
 
 What this cannot see: a claim made of plain words that the report does not support (a part said to
 be replaced when the report says to replace it).
@@ -70,8 +70,20 @@ def cut_before(summary: str, missing: list[str]) -> str | None:
     return text if len(text.split()) >= MIN_WORDS_KEPT else None
 
 
+# A small model often opens by echoing the prompt's "Incident report:" line: that says nothing.
+_ECHO = re.compile(r"^\s*(?:incident report|log line|recent log lines)[^:\n]{0,40}:\s*", re.I)
+
+
+def first_sentence(report: str, max_chars: int) -> str:
+    """The report's own first sentence (or line), at most ``max_chars``: a summary that cannot be wrong."""
+    text = " ".join(report.split())
+    m = re.search(r"(?<=[.!?])\s", text)
+    text = text[: m.start()] if m else text
+    return text if len(text) <= max_chars else text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+
+
 def check_summary(summary: str, report: str) -> tuple[str, bool, list[str]]:
     """The summary cut at its first repetition, whether it was cut, and the claims the report does
     not contain (a cut is a repair; unsupported claims are a failure)."""
-    text, cut = cut_at_repeat(summary, REPEAT_NGRAM)
+    text, cut = cut_at_repeat(_ECHO.sub("", summary, count=1), REPEAT_NGRAM)
     return text, cut, unsupported(text, report)
