@@ -1,7 +1,8 @@
 """Which structured-CSV columns of the 12 Loghub systems hold each field's true value (a bench helper).
 
 Left out where Loghub's column is not that field: OpenSSH's "Component" is the host (LabSZ), Linux's
-"Level" the host (combo); HPC, Linux, OpenSSH and Thunderbird have no level. Thunderbird's true time
+"Level" the host (combo), Zookeeper's "Component" the tail of the thread name cut at its first "/"
+("0:0:0:0:0:0:0:2181:FastLeaderElection" where the logger is FastLeaderElection); HPC, Linux, OpenSSH and Thunderbird have no level. Thunderbird's true time
 is its epoch column (the instant; its "Nov 9 12:01:01" is local time without a year).
 """
 
@@ -19,5 +20,5 @@ TRUTH: dict[str, dict[str, str]] = {
     "Spark": {"event_time": "Date+Time", "level": "Level", "component": "Component"},
     "Thunderbird": {"event_time": "Timestamp", "component": "Component"},
     "Windows": {"event_time": "Date+Time", "level": "Level", "component": "Component"},
-    "Zookeeper": {"event_time": "Date+Time", "level": "Level", "component": "Component"},
+    "Zookeeper": {"event_time": "Date+Time", "level": "Level"},
 }

@@ -117,9 +117,10 @@ FORMATS: list[LogFormat] = [
     ),
     _f(
         "cluster_syslog",
-        r"(?:(?P<alert>\S+) )?(?P<epoch>\d{9,11}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) (?P<time>" + _MON + r" +\d{1,2} \d{2}:\d{2}:\d{2})"
+        # The time is the epoch: the exact instant, where the syslog stamp after it has no year and no zone.
+        r"(?:(?P<alert>\S+) )?(?P<time>\d{9,11}) \d{4}\.\d{2}\.\d{2} (?P<host>\S+) " + _MON + r" +\d{1,2} \d{2}:\d{2}:\d{2}"
         r" \S+ " + _PROG + r": ?(?P<message>.*)",
-        "a cluster log collector's syslog: alert tag, epoch seconds, date, node, then an RFC 3164 line",
+        "a cluster log collector's syslog: alert tag, epoch seconds (the time), date, node, then an RFC 3164 line",
         "- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 crond(pam_unix)[2915]: session closed for user root",
     ),
     _f(
@@ -214,8 +215,8 @@ FORMATS: list[LogFormat] = [
     ),
     _f(
         "node_event_log",
-        r"(?P<logid>\d+) (?P<host>\S+) (?P<component>\S+) (?P<event>\S+) (?P<epoch>\d{9,11}) (?P<flag>-?\d+) (?P<message>.*)",
-        "a cluster node event log: ID NODE COMPONENT STATE EPOCH FLAG MSG",
+        r"(?P<logid>\d+) (?P<host>\S+) (?P<component>\S+) (?P<event>\S+) (?P<time>\d{9,11}) (?P<flag>-?\d+) (?P<message>.*)",
+        "a cluster node event log: ID NODE COMPONENT STATE EPOCH (the time) FLAG MSG",
         "134681 node-246 unix.hw state_change.unavailable 1077804742 1 Component State Change: Component alt0 is unavailable",
     ),
     _f(
