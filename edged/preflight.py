@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from edged.config import ConfigError, LoadedConfig
+from edged.backends import needs_model_file
 
 
 def check_store_path(path: Path, where: str) -> None:
@@ -45,7 +46,7 @@ def check_before_start(loaded: LoadedConfig) -> None:
     """Everything ``run`` refuses before it starts a worker. Raises ConfigError or ModelUnavailable."""
     settings = loaded.settings
     check_store_path(Path(settings.store.path), str(loaded.path or "built-in defaults"))
-    if settings.analysis.enabled and settings.backend.type == "llama_cpp":
+    if settings.analysis.enabled and needs_model_file(settings.backend):
         from edged.models.resolve import resolve_model
 
         resolve_model(settings.model)

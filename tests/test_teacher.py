@@ -122,6 +122,9 @@ def test_teacher_answers_a_box_and_the_answer_becomes_a_label(tmp_path: Path, mo
         },
         "backend": {"type": "fake"},
         "triage": {"enabled": False},
+        # No day-one evidence: a line's level or words would decide without review, and nothing would
+        # be escalated; here every label comes from the box's unsure model and goes to the teacher.
+        "analysis": {"levels": {}, "lexicon": {}},
     })
     teacher = TeacherProcess(teacher_dir, teacher_cfg)
     box = Daemon(box_dir, box_cfg)
