@@ -37,6 +37,7 @@ if __package__ in (None, ""):
 
 from bench.common import LOGHUB_DIR, REPO, Unavailable, write_result
 from bench._legacy_miner import TemplateStore as LegacyMiner
+from bench.analysis.data import loghub_system
 from edged.analysis.pipeline import Pipeline, ResultCache
 from edged.analysis.templates import TemplateStore
 from edged.backends.base import Backend, Completion, CompletionRequest
@@ -45,28 +46,12 @@ from edged.config.settings import AnalysisSettings, ModelSettings
 from edged.logformats import HeaderParser
 from edged.store.inbox import Claimed
 
-LABELLED = ("BGL", "Thunderbird")  # systems whose raw lines start with the data set's alert-label field
 DEV = ("Android", "BGL", "HDFS", "Hadoop", "Linux", "OpenSSH", "Spark", "Zookeeper")
 HELD_OUT = ("Apache", "HPC", "Thunderbird", "Windows")
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def loghub_system(name: str) -> tuple[list[str], list[str]]:
-    folder = LOGHUB_DIR / name
-    structured = folder / f"{name}_2k.log_structured_corrected.csv"
-    if not structured.exists():
-        structured = folder / f"{name}_2k.log_structured.csv"
-    with (folder / f"{name}_2k.log").open(encoding="utf-8", errors="replace", newline="") as f:
-        raw = [ln.rstrip("\r\n").replace("\r", " ") for ln in f]
-    with structured.open(encoding="utf-8", errors="replace", newline="") as f:
-        events = [row["EventId"] for row in csv.DictReader(f)]
-    if name in LABELLED:
-        raw = [t.partition(" ")[2] for t in raw]
-    pairs = [(t, e) for t, e in zip(raw, events) if t.strip()]
-    return [t for t, _ in pairs], [e for _, e in pairs]
 
 
 def grouping_accuracy(predicted: list[Any], truth: list[str]) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
+from typing import Collection, Iterable
 
 import sqlite_utils
 
@@ -54,14 +55,18 @@ _DAMAGED_CODES = (11, 26)
 _DAMAGED_WORDS = ("malformed", "not a database", "corrupt")
 
 
+def sqlite_error_in(exc: sqlite3.Error, codes: Collection[int], words: Iterable[str]) -> bool:
+    """Whether an sqlite3 error has one of SQLite's primary result ``codes`` (Python 3.11+ gives the
+    code; 3.10 only the message, so ``words`` are looked for in it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in codes
+    return any(word in str(exc).lower() for word in words)
+
+
 def is_damage(exc: BaseException) -> bool:
     """Whether an sqlite3 error says the file itself is damaged (not locked, not full, not missing)."""
-    if not isinstance(exc, sqlite3.DatabaseError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in _DAMAGED_CODES
-    return any(word in str(exc).lower() for word in _DAMAGED_WORDS)
+    return isinstance(exc, sqlite3.DatabaseError) and sqlite_error_in(exc, _DAMAGED_CODES, _DAMAGED_WORDS)
 
 
 def quick_check(db: sqlite_utils.Database, limit: int = 10) -> list[str]:

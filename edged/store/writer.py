@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import sqlite_utils
 
-from edged.store.database import write_transaction
+from edged.store.database import sqlite_error_in, write_transaction
 from edged.store.records import (
     ADD_COUNTER,
     INSERT_RECORD,
@@ -141,12 +141,7 @@ def is_storage_error(exc: BaseException) -> bool:
     """Whether a failed write was the disk's fault (full, I/O error, read-only, locked), not the job's."""
     if isinstance(exc, OSError):
         return exc.errno in (errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT)
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in _STORAGE_CODES
-    return any(word in str(exc).lower() for word in _STORAGE_WORDS)
+    return isinstance(exc, sqlite3.OperationalError) and sqlite_error_in(exc, _STORAGE_CODES, _STORAGE_WORDS)
 
 
 def _describe(exc: BaseException) -> str:
