@@ -124,15 +124,23 @@ class Daemon:
         if self.web is not None:
             self.web.start()
 
+    def _refined(self) -> None:
+        """A teacher's reply was stored: send the refined result, and let the analyzer reload the cached
+        answers it may have changed."""
+        if self.publisher is not None:
+            self.publisher.wake()
+        if self.analyzer is not None:
+            self.analyzer.forget_cached_answers()
+
     def _reply_subscriber(self):
         from edged.publish.escalation import EscalationReplies
         from edged.publish.outbox import OutboxBuilder
         from edged.publish.replies import ReplySubscriber
 
         s = self.settings  # its response_client_id was checked with the settings (edged.config.rules)
-        # The publisher is woken when a refined result was queued; it exists by then.
+        # A refined result wakes the publisher and refreshes the analyzer's cached answers (_refined).
         replies = EscalationReplies(
-            OutboxBuilder(s.upstream), self.writer, lambda: self.publisher and self.publisher.wake(),
+            OutboxBuilder(s.upstream), self.writer, self._refined,
             taxonomy=list(s.analysis.labels),
         )
         return ReplySubscriber(s.upstream, replies)

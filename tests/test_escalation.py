@@ -305,3 +305,45 @@ def test_a_reply_for_a_result_never_escalated_is_unknown(tmp_path: Path):
         assert connect(path).execute("SELECT count(*) FROM training_labels").fetchone()[0] == 0
     finally:
         writer.stop()
+
+
+def test_a_template_is_escalated_once_and_the_teachers_label_serves_its_later_lines(tmp_path: Path):
+    """A template's unsure answer goes to the teacher once, for the line it was computed for; the reply
+    refines the cached answer, so the template's later lines carry the teacher's label without review."""
+    from edged.analysis.analyzer import Analyzer
+    from edged.backends.fake import FakeBackend
+    from edged.config.settings import AnalysisSettings
+    from edged.publish.escalation import apply_reply
+
+    path = tmp_path / "edged.db"
+    writer = StoreWriter(open_database(path))
+    writer.start()
+    builder = OutboxBuilder(upstream("mqtt://127.0.0.1", escalation=True))
+    # No level table or lexicon: the model's unsure answer (the fake gives no confidence) is the label.
+    analyzer = Analyzer(AnalysisSettings(levels={}, lexicon={}, digest_interval_s=0), FakeBackend(), writer,
+                        connect(path), builder)
+
+    def put(*ids: str) -> None:
+        records = [NewRecord(i, "file:/var/log/cnc.log", "cnc-1", "log", f"spindle {n} odd noise at station 4", "",
+                             None, 1.0) for n, i in enumerate(ids, start=3)]
+        writer.submit(WriteBatch(records=records)).result()
+        while analyzer.run_once():
+            pass
+
+    def db_rows(sql: str) -> list[tuple]:
+        return connect(path).execute(sql).fetchall()
+
+    try:
+        put("l:1", "l:2", "l:3")
+        assert db_rows("SELECT count(*) FROM outbox WHERE kind = 'escalation'") == [(1,)]
+        (first,) = db_rows("SELECT record_id FROM results WHERE path = 'model'")
+        cid = db_rows(f"SELECT result_id FROM outbox WHERE kind = 'log' AND record_id = '{first[0]}'")[0][0]
+        writer.call(lambda db: apply_reply(db, builder, {"correlation_id": cid, "label": "fault", "severity": 3})).result()
+        analyzer.forget_cached_answers()  # what the daemon does when a reply was stored
+        put("l:4")
+        label, severity, review, by = db_rows(
+            "SELECT label, severity, needs_review, classified_by FROM results WHERE record_id = 'l:4'")[0]
+        assert (label, severity, review, by) == ("fault", 3, 0, "upstream")
+        assert db_rows("SELECT count(*) FROM outbox WHERE kind = 'escalation'") == [(1,)]
+    finally:
+        writer.stop()

@@ -80,7 +80,13 @@ def store_outcome(
     if outbox is not None:
         insert_rows(db, [outbox.for_result(r, outcome.records[r.record_id]) for r in outcome.results])
         if outbox.settings.escalation:
-            escalations = [outbox.for_escalation(r, outcome.records[r.record_id]) for r in outcome.results if r.needs_review]
+            # Once per answer: a line served a cached answer is not sent again; the teacher's reply to the
+            # line it was computed for refines the cached answer too (inbox.refine_cached_answers).
+            escalations = [
+                outbox.for_escalation(r, outcome.records[r.record_id])
+                for r in outcome.results
+                if r.needs_review and r.path == "model"
+            ]
             insert_rows(db, escalations)
             if escalations:
                 db.conn.execute(ADD_COUNTER, ("escalation.escalated", len(escalations)))
@@ -267,6 +273,10 @@ class Analyzer:
         log.info("automatic training: %s", report.decision)
         self._next_router_check = 0.0
         return True
+
+    def forget_cached_answers(self) -> None:
+        """The store's cached answers changed (a teacher refined one): reload them when next needed."""
+        self.pipeline.cache.forget()
 
     def _judge(self):
         """The model as routing measurement asks it. Each call counts as progress for the stuck-analyzer

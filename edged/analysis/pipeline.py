@@ -124,15 +124,21 @@ class ResultCache:
         self._memory: dict[str, dict[str, Any]] = {}
 
     def get(self, key: str) -> dict[str, Any] | None:
-        if key not in self._memory:
+        value = self._memory.get(key)
+        if value is None:
             value = self._load(key)
             if value is None:
                 return None
             self._memory[key] = value
-        return self._memory[key]
+        return value
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._memory[key] = value
+
+    def forget(self) -> None:
+        """Drop what memory holds, because the store changed under it (a teacher refined a cached
+        answer); entries load again when next asked. Safe from another thread: one assignment."""
+        self._memory = {}
 
 
 class Pipeline:
@@ -298,8 +304,9 @@ class Pipeline:
                     self._from_template(w, new_cache[self._template_key(w.mined)])
             if w.path == "model" and w.record.kind == "log" and w.error is None:
                 key = self._exact_key(w.record.text)
-                entry = {"answers": w.answers, "confidence": w.confidence, "classified_by": w.classified_by,
-                         "triage_version": w.triage_version, "review": w.routed_review}
+                entry = {"from": w.record.record_id, "answers": w.answers, "confidence": w.confidence,
+                         "classified_by": w.classified_by, "triage_version": w.triage_version,
+                         "review": w.routed_review}
                 new_cache[key] = entry
                 self.cache.put(key, entry)
         results, failures = [], []

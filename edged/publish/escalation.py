@@ -116,6 +116,7 @@ def apply_reply(db: sqlite_utils.Database, builder: OutboxBuilder, reply: dict[s
         triage_version=None, analyzed_at=time.time(), **changes,
     )
     inbox.update_result(db, result)
+    inbox.refine_cached_answers(db, record_id, result.label, result.severity)
     refined = builder.for_result(result, record, refined=True)
     outbox_store.insert_rows(db, [refined])
     add_teacher_label(db, record.text, reply["label"], record_id, result.analyzed_at)

@@ -230,6 +230,20 @@ def load_result(db: sqlite_utils.Database, record_id: str) -> ResultRow | None:
     return ResultRow(**values)
 
 
+def refine_cached_answers(db: sqlite_utils.Database, record_id: str, label: str, severity: int | None) -> int:
+    """A teacher's label for ``record_id`` replaces the cached answers computed for it (its template's and
+    its text's, in analysis_cache), so the template's later lines get the teacher's label, not the unsure
+    one. Returns how many cache entries changed."""
+    set_severity = ", '$.answers.classify.severity', ?" if severity is not None else ""
+    params: list[Any] = [label] + ([severity] if severity is not None else []) + [record_id]
+    return db.execute(
+        "UPDATE analysis_cache SET value = json_set(value, '$.answers.classify.label', ?" + set_severity
+        + ", '$.classified_by', 'upstream', '$.triage_version', NULL, '$.review', json('false'))"
+        " WHERE json_extract(value, '$.from') = ? AND json_extract(value, '$.answers.classify') IS NOT NULL",
+        params,
+    ).rowcount
+
+
 def update_result(db: sqlite_utils.Database, result: ResultRow) -> None:
     """Replace what a stored result says (a result refined upstream); the record's status is unchanged."""
     db.execute(
