@@ -250,7 +250,7 @@ def test_teacher_play_converges_and_a_second_run_changes_nothing(converged) -> N
     config = tomllib.loads((root / "etc/edged/teacher.toml").read_text())
     assert config["teacher"]["url"] == "mqtt://teacher@127.0.0.1:1883"
     assert config["teacher"]["answers_path"] == f"{root}/var/lib/edged-teacher/teacher.db"
-    assert config["teacher"]["timeout_s"] == 300 and config["analysis"] == {"labels": ["normal", "fault"]}
+    assert config["teacher"]["timeout_s"] == 300 and config["analysis"] == {"enabled": False, "labels": ["normal", "fault"]}
     assert not (root / "etc/systemd/system/edged-teacher.service.d/credentials.conf").exists()
     second = _run(cmd, tmp)
     recap = _recap(second.stdout)
