@@ -270,6 +270,7 @@ def test_birth_last_will_and_clean_offline_are_retained(store, mosquitto, subscr
         wait_for(lambda: [m.payload for m in subscriber.on("/status")][-1:] == [b"online"], DEADLINE_S, what="online again")
         publisher.stop()
         wait_for(lambda: [m.payload for m in subscriber.on("/status")][-1:] == [b"offline"], DEADLINE_S, what="offline")
+        proxy.drain(DEADLINE_S)  # the clean DISCONNECT reaches the broker before the proxy goes
     finally:
         proxy.close()
     # Retained: a consumer that connects later learns the state at once.

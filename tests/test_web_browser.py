@@ -97,8 +97,13 @@ def screenshot(driver, name: str, width: int = 1280) -> Path:
 def text_of(driver, css: str) -> str:
     from selenium.webdriver.common.by import By
 
+    from selenium.common.exceptions import StaleElementReferenceException
+
     elements = driver.find_elements(By.CSS_SELECTOR, css)
-    return elements[0].text if elements else ""
+    try:
+        return elements[0].text if elements else ""
+    except StaleElementReferenceException:  # the page was replaced between finding and reading it
+        return ""
 
 
 def assert_nothing_ran(driver) -> None:

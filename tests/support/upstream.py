@@ -190,6 +190,7 @@ class Proxy:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
+        self._pumps: list[threading.Thread] = []
         self._closed = False
         self.dropped_bytes = 0
         threading.Thread(target=self._accept, daemon=True).start()
@@ -213,10 +214,13 @@ class Proxy:
             except OSError:
                 client.close()
                 continue
+            pumps = [threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True),
+                     threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True)]
             with self._lock:
                 self._socks += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+                self._pumps += pumps
+            for pump in pumps:
+                pump.start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, from_broker: bool) -> None:
         try:
@@ -247,6 +251,14 @@ class Proxy:
             except OSError:
                 pass
             s.close()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait until the connections that their ends closed have passed on everything (an MQTT
+        DISCONNECT still on its way would otherwise be cut, and the broker would send the will)."""
+        with self._lock:
+            pumps = list(self._pumps)
+        for pump in pumps:
+            pump.join(timeout)
 
     def close(self) -> None:
         self._closed = True
