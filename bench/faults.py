@@ -38,7 +38,7 @@ from tests.support.daemon import Daemon, query, write_config
 from tests.support.hostile import hostile_payloads, valid_messages
 from tests.support.mosquitto import Mosquitto
 from tests.support.wait import wait_for
-from tests.test_faults_web import _hostile_requests
+from tests.test_faults_web import _hostile_requests, send_hostile_request
 
 SLOW_CLIENTS = 64
 
@@ -130,22 +130,7 @@ def part_hostile(tmp: Path, quick: bool) -> dict:
     file_inputs += 1
     http_sent = 0
     for payload in _hostile_requests(seed=14, n=n_http):
-        sock = socket.create_connection(("127.0.0.1", port))
-        try:
-            if payload is None:
-                sock.sendall(b"POST /api/incidents HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            else:
-                sock.settimeout(5)
-                try:
-                    sock.sendall(payload)
-                    sock.shutdown(socket.SHUT_WR)
-                    while sock.recv(65536):
-                        pass
-                except OSError:
-                    pass
-        finally:
-            sock.close()
+        send_hostile_request(port, payload)
         http_sent += 1
     _publish(broker, [("factory/end/logs", b'{"id": "end", "text": "sentinel"}')])
     db = tmp / "edged.db"

@@ -122,26 +122,31 @@ def _hostile_requests(seed: int, n: int):
             yield None
 
 
+def send_hostile_request(port: int, payload: bytes | None) -> None:
+    """One hostile request; None: a body cut short, then the connection reset (SO_LINGER 0)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        if payload is None:
+            sock.sendall(b"POST /api/incidents HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"text\":")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        else:
+            sock.settimeout(5)
+            try:
+                sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass  # the server may close on a bad request before reading it all
+    finally:
+        sock.close()
+
+
 def test_hostile_requests_leave_the_server_answering_and_the_log_clean(web, caplog, capfd):
     sent = 0
     with caplog.at_level(logging.INFO):
         for payload in _hostile_requests(seed=14, n=2000):
-            sock = socket.create_connection(("127.0.0.1", web.port))
-            try:
-                if payload is None:
-                    sock.sendall(b"POST /api/incidents HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"text\":")
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                else:
-                    sock.settimeout(5)
-                    try:
-                        sock.sendall(payload)
-                        sock.shutdown(socket.SHUT_WR)
-                        while sock.recv(65536):
-                            pass
-                    except OSError:
-                        pass  # the server may close on a bad request before reading it all
-            finally:
-                sock.close()
+            send_hostile_request(web.port, payload)
             sent += 1
         assert healthz(web.port) < HEALTHZ_DEADLINE_S
     assert sent == 2000

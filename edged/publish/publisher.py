@@ -148,7 +148,7 @@ class Publisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self._client = client
-        backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
+        backoff = ExponentialBackoff.for_broker(s)
         self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log)
         self._net_thread = threading.Thread(target=self._run_network, name="publisher-net", daemon=True)
         self._feed_thread = threading.Thread(target=self._run_feeder, name="publisher-feed", daemon=True)

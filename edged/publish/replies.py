@@ -70,7 +70,7 @@ class ReplySubscriber:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
-        backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
+        backoff = ExponentialBackoff.for_broker(s)
         self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log)
         self._thread = threading.Thread(target=self._loop.run, name="escalation-replies", daemon=True)
         log.info("escalation replies: broker %s, client id %s, topic %s (persistent session)",

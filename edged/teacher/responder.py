@@ -144,7 +144,7 @@ class Teacher:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         self._client = client
-        backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
+        backoff = ExponentialBackoff.for_broker(s)
         self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log)
         self._net_thread = threading.Thread(target=self._loop.run, name="teacher-net", daemon=True)
         self._work_thread = threading.Thread(target=self._work, name="teacher-answer", daemon=True)

@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -70,6 +70,11 @@ def make_client(
 class ExponentialBackoff:
     """Delays that double from min_s to max_s, each spread by +-jitter so a fleet of boxes that lost
     the same broker does not reconnect in lockstep."""
+
+    @classmethod
+    def for_broker(cls, settings: Any) -> "ExponentialBackoff":
+        """From a broker section's reconnect_min_s and reconnect_max_s (a max below the min means the min)."""
+        return cls(settings.reconnect_min_s, max(settings.reconnect_min_s, settings.reconnect_max_s))
 
     def __init__(
         self, min_s: float, max_s: float, jitter: float = 0.2, rng: Callable[[], float] = random.random

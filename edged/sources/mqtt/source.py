@@ -95,7 +95,7 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        backoff = ExponentialBackoff(s.reconnect_min_s, max(s.reconnect_min_s, s.reconnect_max_s))
+        backoff = ExponentialBackoff.for_broker(s)
         self._client = client
         self._loop = NetworkLoop(client, self.address, s.keepalive_s, backoff, log, read_paused=self._read_paused)
         self._thread = threading.Thread(target=self._run, name="mqtt-source", daemon=True)
