@@ -24,6 +24,8 @@ FORBIDDEN = [
     ("edged.store", "edged.analysis", "the store is below every part that writes to it"),
     ("edged.store", "edged.publish", "the store is below every part that writes to it"),
     ("edged.teacher", "edged.store", "the teacher runs centrally with its own answer file, never a box's database"),
+    ("edged.publish", "edged.sources", "the publisher and the sources share only the broker plumbing (edged.broker)"),
+    ("edged.teacher", "edged.sources", "the teacher shares only the broker plumbing (edged.broker) with a box"),
 ] + [
     ("edged.logformats", part, "header formats are a leaf: the sources, the analysis and the CLI all use them")
     for part in ("edged.config", "edged.store", "edged.sources", "edged.analysis", "edged.triage", "edged.backends",

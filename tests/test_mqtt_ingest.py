@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.config.settings import MqttSettings
 from edged.sources.mqtt import MqttSource
-from edged.sources.mqtt.connection import ExponentialBackoff, parse_broker_url
+from edged.broker import ExponentialBackoff, parse_broker_url
 from edged.store import StoreWriter, open_database
 from edged.store.database import connect
 from tests.support.mosquitto import Mosquitto, free_port

@@ -45,7 +45,7 @@ import sqlite_utils
 from edged.config.settings import UpstreamSettings
 from edged.store.outbox import Delivered, expire_sent, mark_sent, read_unsent
 from edged.publish.outbox import status_topic, topic_for, with_published_at
-from edged.sources.mqtt.connection import (
+from edged.broker import (
     BrokerAddress,
     ExponentialBackoff,
     NetworkLoop,

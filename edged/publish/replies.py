@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from edged.config.settings import UpstreamSettings
 from edged.publish.escalation import EscalationReplies
 from edged.publish.outbox import response_topic
-from edged.sources.mqtt.connection import ExponentialBackoff, NetworkLoop, make_client, parse_broker_url
+from edged.broker import ExponentialBackoff, NetworkLoop, make_client, parse_broker_url
 
 log = logging.getLogger(__name__)
 

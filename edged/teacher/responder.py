@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from edged.analysis.tasks import CLASSIFY, InvalidAnswer, TaskSpec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
 from edged.config.settings import TeacherSettings
-from edged.sources.mqtt.connection import ExponentialBackoff, NetworkLoop, make_client, parse_broker_url
+from edged.broker import ExponentialBackoff, NetworkLoop, make_client, parse_broker_url
 from edged.teacher.answers import AnswerStore
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 
 from edged.config.settings import MqttSettings
 from edged.ids import mqtt_record_id
-from edged.sources.mqtt.connection import (
+from edged.broker import (
     BrokerAddress,
     ExponentialBackoff,
     NetworkLoop,

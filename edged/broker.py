@@ -1,4 +1,5 @@
-"""Talking to a broker: shared by the ingest source and the upstream publisher.
+"""Talking to a broker: shared by the ingest source, the upstream publisher, the escalation replies and
+`edged teacher`.
 
 paho is not safe to drive from two threads. Without paho's own loop thread (we run our own, for
 jittered backoff), a paho call such as ``ack()`` or ``publish()`` made from another thread writes to the
