@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -166,6 +167,50 @@ def test_an_answer_moves_to_the_new_text_across_batches_and_siblings(env):
     env.put("2026-11-27 10:00:08 WARN Invalid host webmaster from 10.0.0.8")
     env.analyzer.run_once()
     assert len(env.backend.calls) == 10
+
+
+def test_the_answers_of_texts_no_template_has_leave_the_cache_with_the_miner_state(env):
+    def cached_templates():
+        return sorted(t for (t,) in env.rows(
+            "SELECT json_extract(value, '$.template') FROM analysis_cache WHERE key LIKE 'tpl:%'"))
+
+    env.put("2026-11-27 10:00:01 INFO login uid=0 ok")
+    env.analyzer.run_once()
+    assert cached_templates() == ["login uid=<*> ok"]
+    env.put("2026-11-27 10:00:02 INFO login uid=root ok")  # widens: the answer moves to the new text
+    env.analyzer.run_once()
+    assert cached_templates() == ["login <*> ok"]
+    # Three siblings, one batch each, then a fourth: the merged template carries the earliest's answer;
+    # the other two answers were not carried and their texts are gone, so their rows go too.
+    for i, user in enumerate(["root", "ftp", "uucp"], 3):
+        env.put(f"2026-11-27 10:00:0{i} WARN Failed password for {user} from 10.0.0.{i}")
+        env.analyzer.run_once()
+    assert len(cached_templates()) == 4
+    env.put("2026-11-27 10:00:06 WARN Failed password for sshd from 10.0.0.6")
+    env.analyzer.run_once()
+    assert cached_templates() == ["Failed password for <*> from <*>", "login <*> ok"]
+    state = env.rows("SELECT state FROM miner_state WHERE name = 'templates'")[0][0]
+    texts = {" ".join(t[3]) for t in json.loads(zlib.decompress(state))["templates"]}
+    assert set(cached_templates()) <= texts  # every cached answer belongs to a template the saved state has
+    calls = len(env.backend.calls)
+    env.put("2026-11-27 10:00:07 WARN Failed password for ftp from 10.0.0.7")  # served from the carried answer
+    env.analyzer.run_once()
+    assert len(env.backend.calls) == calls
+    assert env.rows("SELECT path FROM results WHERE record_id = 't:7'") == [("template_cache",)]
+    status = collect_status(connect(env.path, readonly=True), env.path)
+    assert status["counters"]["analysis.cache_retired"] == 1 + 3
+
+
+def test_a_batch_drops_the_answers_of_texts_gone_within_it(env):
+    env.put(
+        "2026-11-27 10:00:01 INFO login uid=0 ok",
+        "2026-11-27 10:00:02 INFO login uid=3 ok",
+        "2026-11-27 10:00:03 INFO login uid=root ok",  # the first text is gone before the batch is stored
+    )
+    env.analyzer.run_once()
+    assert env.rows("SELECT json_extract(value, '$.template') FROM analysis_cache WHERE key LIKE 'tpl:%'") == [
+        ("login <*> ok",)]
+    assert len(env.backend.calls) == 2
 
 
 def test_results_carry_the_header_fields_and_unparsed_lines_are_counted(env):

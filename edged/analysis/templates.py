@@ -11,7 +11,8 @@ times), except the family word of a numbered name (``eth<*>``: ``eth0`` and ``wl
 words, as any two plain words are). A template's text only ever generalises; its id stays. It generalises only where its words
 proved to be parameters: a digit-bearing token took a word's place, a masked token widened, or enough
 siblings differed there; ``Mined.previous`` names the texts it had, so the pipeline moves their
-cached answer to the new text (see edged.analysis.pipeline).
+cached answer to the new text (see edged.analysis.pipeline) and deletes the entries of the texts
+no template has any more (``Mined.retired``).
 
 The state (every template) is saved in the same transaction as the results that refer to its ids
 (``state_if_changed`` gives the bytes to save), so after a crash a template id never means another
@@ -103,6 +104,8 @@ class Mined:
     # that became variable were shown to be parameters (a digit-bearing token took their place, or
     # enough siblings differed there), so an answer computed for one may serve the new text.
     previous: tuple[str, ...] = ()
+    # Of ``previous``, the texts no template has any more: their cached answers will never be asked for.
+    retired: tuple[str, ...] = ()
 
 
 class _Template:
@@ -236,7 +239,9 @@ class TemplateStore:
                 changed = generalised = True
         self._dirty |= changed
         params = [p for r, t in zip(raw, best.tokens) if WILD in t for p in _params(r, t)]
-        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component, previous)
+        held = {" ".join(t.tokens) for t in group} if previous else set()
+        retired = tuple(text for text in previous if text not in held)
+        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component, previous, retired)
 
     def _merge_siblings(self, group: list[_Template], new: _Template) -> _Template:
         by_positions: dict[tuple[int, ...], list[_Template]] = {}
