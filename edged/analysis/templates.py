@@ -8,11 +8,11 @@ level, component, token count and first word; within a group a message joins the
 constant words it matches best, if it matches at least ``sim_th`` of them; the positions where they
 differ become ``<*>``. Tokens holding a digit are variable from the start (counts, ids, addresses,
 times), except the family word of a numbered name (``eth<*>``: ``eth0`` and ``wlan0`` are different
-words, as any two plain words are). A template's text only ever generalises; its id stays. It generalises only where its words
-proved to be parameters: a digit-bearing token took a word's place, a masked token widened, or enough
-siblings differed there; ``Mined.previous`` names the texts it had, so the pipeline moves their
-cached answer to the new text (see edged.analysis.pipeline) and deletes the entries of the texts
-no template has any more (``Mined.retired``).
+words, as any two plain words are). A template's text only ever generalises; its id stays. It
+generalises only where its words proved to be parameters: a digit-bearing token took a word's place,
+a masked token widened, or enough siblings differed there; ``Mined.previous`` names the texts it
+had, so the pipeline moves their cached answer to the new text (see edged.analysis.pipeline) and
+deletes the entries of the texts no template has any more (``Mined.retired``).
 
 The state (every template) is saved in the same transaction as the results that refer to its ids
 (``state_if_changed`` gives the bytes to save), so after a crash a template id never means another
