@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -86,6 +87,47 @@ def test_a_different_constant_word_is_another_template_until_siblings_show_a_var
     assert {miner.resolve(u.template_id) for u in users} == {users[0].template_id}
 
 
+def test_a_numbered_name_keeps_its_family_word():
+    miner = TemplateStore()
+    eth0 = miner.mine("link up on interface eth0")
+    eth1 = miner.mine("link up on interface eth1")
+    wlan0 = miner.mine("link up on interface wlan0")
+    assert eth0.template_id == eth1.template_id and eth1.template == "link up on interface eth<*>"
+    assert eth1.params == ["eth1"]  # the whole name is the value a field would hold
+    assert wlan0.template_id != eth0.template_id  # another family is another word, not a parameter
+    # In brackets or before a colon it is still a name; a longer number (a host, an id) is variable whole.
+    assert miner.mine("(sda1): mounted").template == "(sda<*>): mounted"
+    assert miner.mine("reply from node228 late").template == "reply from <*> late"
+    assert miner.mine("checksum deadbeef1 bad").template == "checksum <*> bad"
+
+
+def test_numbered_names_of_four_families_become_a_variable_and_a_name_may_replace_a_word():
+    miner = TemplateStore()
+    first = [miner.mine(f"carrier lost on {name}") for name in ("eth0", "wlan0", "bond0")]
+    assert len({m.template_id for m in first}) == 3
+    fourth = miner.mine("carrier lost on ppp0")
+    assert fourth.template == "carrier lost on <*>" and fourth.generalised
+    assert {miner.resolve(m.template_id) for m in first} == {fourth.template_id}
+    # A plain word then a numbered name in its place: names vary there, as with any digit-bearing token.
+    word = miner.mine("Invalid user webmaster from host")
+    named = miner.mine("Invalid user test9 from host")
+    assert named.template_id == word.template_id and named.template == "Invalid user <*> from host"
+    assert named.previous == ("Invalid user webmaster from host",)
+
+
+def test_a_line_of_another_numbered_family_is_not_served_the_cached_answer(env):
+    env.put(
+        "2026-11-27 10:00:01 INFO link up on network 10.1.0.0 via interface alt0",
+        "2026-11-27 10:00:02 INFO link up on network 10.2.0.0 via interface alt1",  # same family: served
+        "2026-11-27 10:00:03 INFO link up on network 10.1.0.0 via interface scip0",  # another: asked
+    )
+    assert env.analyzer.run_once() == 3
+    rows = env.rows("SELECT path, template_id FROM results ORDER BY record_id")
+    assert [p for p, _ in rows] == ["model", "template_cache", "model"]
+    assert rows[0][1] == rows[1][1] != rows[2][1]
+    assert len(env.backend.calls) == 4  # classify + extract for each family
+
+
 def test_a_generalised_template_keeps_its_answer_under_the_new_text(env):
     env.put(
         "2026-11-27 10:00:01 INFO login uid=0 ok",  # template "login uid=<*> ok": asked
@@ -125,6 +167,50 @@ def test_an_answer_moves_to_the_new_text_across_batches_and_siblings(env):
     env.put("2026-11-27 10:00:08 WARN Invalid host webmaster from 10.0.0.8")
     env.analyzer.run_once()
     assert len(env.backend.calls) == 10
+
+
+def test_the_answers_of_texts_no_template_has_leave_the_cache_with_the_miner_state(env):
+    def cached_templates():
+        return sorted(t for (t,) in env.rows(
+            "SELECT json_extract(value, '$.template') FROM analysis_cache WHERE key LIKE 'tpl:%'"))
+
+    env.put("2026-11-27 10:00:01 INFO login uid=0 ok")
+    env.analyzer.run_once()
+    assert cached_templates() == ["login uid=<*> ok"]
+    env.put("2026-11-27 10:00:02 INFO login uid=root ok")  # widens: the answer moves to the new text
+    env.analyzer.run_once()
+    assert cached_templates() == ["login <*> ok"]
+    # Three siblings, one batch each, then a fourth: the merged template carries the earliest's answer;
+    # the other two answers were not carried and their texts are gone, so their rows go too.
+    for i, user in enumerate(["root", "ftp", "uucp"], 3):
+        env.put(f"2026-11-27 10:00:0{i} WARN Failed password for {user} from 10.0.0.{i}")
+        env.analyzer.run_once()
+    assert len(cached_templates()) == 4
+    env.put("2026-11-27 10:00:06 WARN Failed password for sshd from 10.0.0.6")
+    env.analyzer.run_once()
+    assert cached_templates() == ["Failed password for <*> from <*>", "login <*> ok"]
+    state = env.rows("SELECT state FROM miner_state WHERE name = 'templates'")[0][0]
+    texts = {" ".join(t[3]) for t in json.loads(zlib.decompress(state))["templates"]}
+    assert set(cached_templates()) <= texts  # every cached answer belongs to a template the saved state has
+    calls = len(env.backend.calls)
+    env.put("2026-11-27 10:00:07 WARN Failed password for ftp from 10.0.0.7")  # served from the carried answer
+    env.analyzer.run_once()
+    assert len(env.backend.calls) == calls
+    assert env.rows("SELECT path FROM results WHERE record_id = 't:7'") == [("template_cache",)]
+    status = collect_status(connect(env.path, readonly=True), env.path)
+    assert status["counters"]["analysis.cache_retired"] == 1 + 3
+
+
+def test_a_batch_drops_the_answers_of_texts_gone_within_it(env):
+    env.put(
+        "2026-11-27 10:00:01 INFO login uid=0 ok",
+        "2026-11-27 10:00:02 INFO login uid=3 ok",
+        "2026-11-27 10:00:03 INFO login uid=root ok",  # the first text is gone before the batch is stored
+    )
+    env.analyzer.run_once()
+    assert env.rows("SELECT json_extract(value, '$.template') FROM analysis_cache WHERE key LIKE 'tpl:%'") == [
+        ("login <*> ok",)]
+    assert len(env.backend.calls) == 2
 
 
 def test_results_carry_the_header_fields_and_unparsed_lines_are_counted(env):

@@ -1,9 +1,10 @@
 """The analyzer worker: claims inbox records, runs the pipeline, stores results, completes records.
 
 One thread. Claims and results go through the store writer (the only writer); results, the
-records' new status, new cache entries, template counts and the miner state are committed in one
-transaction, so a crash at any point leaves either all of it or none (the lease then expires and
-the records are analyzed again, which gives the same results).
+records' new status, new cache entries (and the deletion of those whose template text is gone),
+template counts and the miner state are committed in one transaction, so a crash at any point leaves
+either all of it or none (the lease then expires and the records are analyzed again, which gives the
+same results).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def store_outcome(
             "INSERT OR REPLACE INTO analysis_cache (key, value, created_at) VALUES (?, ?, ?)",
             [(k, json.dumps(v, ensure_ascii=False), now) for k, v in outcome.cache_entries.items()],
         )
+    retired = 0
+    if outcome.retired_cache_keys:  # with the miner state below: the texts they were cached under are gone
+        retired = db.conn.executemany(
+            "DELETE FROM analysis_cache WHERE key = ?", [(k,) for k in outcome.retired_cache_keys]
+        ).rowcount
     if outcome.templates:
         keys = outcome.template_keys
         db.conn.executemany(
@@ -118,6 +124,7 @@ def store_outcome(
         "analysis.parked": parked,
         "analysis.template_refreshes": outcome.template_refreshes,
         "analysis.template_carried": outcome.template_carried,
+        "analysis.cache_retired": retired,
         "files.unparsed_lines": outcome.unparsed_lines,
     }
     counters.update({f"analysis.ungrounded.{name}": n for name, n in outcome.ungrounded.items()})

@@ -110,6 +110,7 @@ class BatchOutcome:
     ungrounded: dict[str, int] = field(default_factory=dict)  # field -> model values rejected as not in the text
     summaries: dict[str, int] = field(default_factory=dict)  # cut, regenerated, failed_check -> summaries
     format_state: dict[str, dict] | None = None  # header format detection per source, when it moved
+    retired_cache_keys: list[str] = field(default_factory=list)  # answers of template texts no template has now
 
 
 class Interrupted(Exception):
@@ -134,6 +135,10 @@ class ResultCache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         self._memory[key] = value
+
+    def discard(self, key: str) -> None:
+        """Drop an entry whose template text is gone (the store deletes its row in the batch's transaction)."""
+        self._memory.pop(key, None)
 
     def forget(self) -> None:
         """Drop what memory holds, because the store changed under it (a teacher refined a cached
@@ -225,6 +230,8 @@ class Pipeline:
         # 1. Caches and templates decide who needs the model, and for which tasks.
         needs: dict[str, list[_Work]] = {CLASSIFY: [], EXTRACT: [], SUMMARIZE: []}
         first_of_template: dict[str, _Work] = {}  # template cache key -> the line answered for it
+        retired: set[str] = set()  # cache keys of template texts the miner no longer has
+        text_of: dict[str, str] = {}  # template cache key -> its text (a carried answer's line had another)
         for w in works:
             if w.record.kind != "incident":
                 w.record = self._with_header(w.record)
@@ -240,6 +247,8 @@ class Pipeline:
             message = w.record.message if w.record.message is not None else w.record.text
             w.mined = self.templates.mine(message, header.get("level"), header.get("component"))
             tid, tkey = w.mined.template_id, self._template_key(w.mined)
+            text_of[tkey] = w.mined.template
+            retired.update(self._template_key(w.mined, text) for text in w.mined.retired)
             _, lines = templates.get(tid, ("", 0))
             templates[tid] = (w.mined.template, lines + 1)
             template_keys[tid] = (w.mined.level, w.mined.component)
@@ -283,7 +292,7 @@ class Pipeline:
             if w.error is not None:
                 continue
             entry = {
-                "template": w.mined.template if w.mined else None,
+                "template": text_of.get(tkey),
                 "from": w.record.record_id,  # the line this answer was computed for
                 "answers": w.answers,
                 "confidence": w.confidence,
@@ -309,6 +318,11 @@ class Pipeline:
                          "review": w.routed_review}
                 new_cache[key] = entry
                 self.cache.put(key, entry)
+        # The answers of texts no template has now (carried to the new text, or a merged sibling's)
+        # would never be asked for again: they leave memory here and the table in this batch's transaction.
+        for key in retired:
+            new_cache.pop(key, None)
+            self.cache.discard(key)
         results, failures = [], []
         ungrounded: dict[str, int] = {}
         summaries: dict[str, int] = {}
@@ -338,6 +352,7 @@ class Pipeline:
             served_from={w.record.record_id: w.served_from for w in works if w.served_from},
             ungrounded=ungrounded,
             summaries=summaries,
+            retired_cache_keys=sorted(retired),
         )
 
     def _route(self, needs: dict[str, list[_Work]]) -> None:

@@ -7,10 +7,12 @@ The miner is Drain's idea (He et al., ICWS 2017) kept small and explicit: messag
 level, component, token count and first word; within a group a message joins the template whose
 constant words it matches best, if it matches at least ``sim_th`` of them; the positions where they
 differ become ``<*>``. Tokens holding a digit are variable from the start (counts, ids, addresses,
-times). A template's text only ever generalises; its id stays. It generalises only where its words
-proved to be parameters: a digit-bearing token took a word's place, a masked token widened, or enough
-siblings differed there; ``Mined.previous`` names the texts it had, so the pipeline moves their
-cached answer to the new text (see edged.analysis.pipeline).
+times), except the family word of a numbered name (``eth<*>``: ``eth0`` and ``wlan0`` are different
+words, as any two plain words are). A template's text only ever generalises; its id stays. It
+generalises only where its words proved to be parameters: a digit-bearing token took a word's place,
+a masked token widened, or enough siblings differed there; ``Mined.previous`` names the texts it
+had, so the pipeline moves their cached answer to the new text (see edged.analysis.pipeline) and
+deletes the entries of the texts no template has any more (``Mined.retired``).
 
 The state (every template) is saved in the same transaction as the results that refer to its ids
 (``state_if_changed`` gives the bytes to save), so after a crash a template id never means another
@@ -52,21 +54,39 @@ _DATE_WORDS = frozenset(
     "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec Mon Tue Wed Thu Fri Sat Sun".split()
 )
 
+# A word and a short number, alone or in brackets or before a colon, is a member of a numbered family
+# (eth0, sda1, cpu12, "(wlan0)", "ttyS1:"): the number is a parameter, the family word is not, so
+# "via interface alt0" and "via interface scip0" are two templates, as two different words would be.
+# A longer number (node228, an id) is what tells such names apart, and the token stays variable whole.
+_NUMBERED_NAME = re.compile(r"^([(\[{\"']*)([A-Za-z]+)(\d{1,2})([)\]}\"',:;.]*)$")
+_FAMILY = re.compile(r"([A-Za-z]+)" + re.escape(WILD))  # the family word of a masked numbered name
+
 
 def mask_token(token: str) -> str:
     if token in _DATE_WORDS:  # a date inside a message (the header's was split off)
         return WILD
     if token == WILD or not (_DIGIT.search(token) or _HEXLIKE.match(token)):
         return token
+    named = _NUMBERED_NAME.match(token)
+    if named and not _HEXLIKE.match(named.group(2) + named.group(3)):
+        return named.group(1) + named.group(2) + WILD + named.group(4)
     parts = _PIECES.split(token)
     return "".join(p if i % 2 else _mask_piece(p) for i, p in enumerate(parts))
 
 
 def _params(raw: str, template_token: str) -> list[str]:
-    """The values a line's token holds in its template token's ``<*>`` places (the whole token if unsure)."""
+    """The values a line's token holds in its template token's ``<*>`` places (the whole token if unsure).
+
+    A numbered name's value is the whole name (``eth1`` of ``eth<*>``), which is what a field holds."""
     if template_token == WILD:
         return [raw]
-    pattern = "(.*?)".join(re.escape(p) for p in template_token.split(WILD))
+    pieces = template_token.split(WILD)
+    family = _FAMILY.fullmatch(template_token.strip("([{\"')]},:;."))
+    if family and len(pieces) == 2:
+        word = family.group(1)
+        pattern = re.escape(pieces[0][: -len(word)]) + "(" + re.escape(word) + ".*?)" + re.escape(pieces[1])
+    else:
+        pattern = "(.*?)".join(re.escape(p) for p in pieces)
     m = re.fullmatch(pattern, raw)
     return list(m.groups()) if m else [raw]
 
@@ -84,6 +104,8 @@ class Mined:
     # that became variable were shown to be parameters (a digit-bearing token took their place, or
     # enough siblings differed there), so an answer computed for one may serve the new text.
     previous: tuple[str, ...] = ()
+    # Of ``previous``, the texts no template has any more: their cached answers will never be asked for.
+    retired: tuple[str, ...] = ()
 
 
 class _Template:
@@ -112,8 +134,15 @@ def _fits(template: list[str], tokens: list[str]) -> int:
 def _fits_token(a: str, b: str) -> bool:
     """Whether two different tokens can be the same place of one template: one must be an instance of
     the other (``uid=root`` of ``uid=<*>``, ``LOCAL(<*>),`` of ``<*>,``); ``retVal=<*>`` and
-    ``phoneId=<*>``, or two plain words, are not."""
-    return _covers(a, b) or _covers(b, a)
+    ``phoneId=<*>``, or two plain words, are not. A numbered name and a plain word may (``test9`` in
+    the place of ``webmaster``: names vary there, as any digit-bearing token shows); two numbered
+    names of different families (``alt<*>``, ``scip<*>``) may not, as two plain words may not."""
+    if _covers(a, b) or _covers(b, a):
+        return True
+    for named, other in ((a, b), (b, a)):
+        if WILD not in other and _FAMILY.search(named) and not _FAMILY.search(other):
+            return _covers(_FAMILY.sub(WILD, named), other)
+    return False
 
 
 def _covers(pattern: str, token: str) -> bool:
@@ -210,7 +239,9 @@ class TemplateStore:
                 changed = generalised = True
         self._dirty |= changed
         params = [p for r, t in zip(raw, best.tokens) if WILD in t for p in _params(r, t)]
-        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component, previous)
+        held = {" ".join(t.tokens) for t in group} if previous else set()
+        retired = tuple(text for text in previous if text not in held)
+        return Mined(best.id, " ".join(best.tokens), params, changed, generalised, level, component, previous, retired)
 
     def _merge_siblings(self, group: list[_Template], new: _Template) -> _Template:
         by_positions: dict[tuple[int, ...], list[_Template]] = {}
