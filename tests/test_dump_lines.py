@@ -169,3 +169,16 @@ def test_eval_reads_the_message_column_as_a_parsed_header_splits_it_off(tmp_path
     r = evaluate(FakeBackend(answer=lambda req: {"label": "warning", "severity": 2}), AnalysisSettings(), whole,
                  paths=("routed",), severities=TriageSettings().severities)
     assert r["routed_by"] == {"level": 3}
+
+
+def test_the_daemons_header_parsing_gives_the_rule_its_message(tmp_path):
+    db = open_database(tmp_path / "edged.db")
+    pipeline = Pipeline(AnalysisSettings(extract_fields={}), fake_backend(), TemplateStore.load(db),
+                        ResultCache(lambda key: None), None, evidence=EVIDENCE, severities=TriageSettings().severities)
+    lines = ["2026-11-27 10:00:01 FATAL instruction address: 0x00004ed8",
+             "2026-11-27 10:00:01 FATAL machine check enable......0",
+             "2026-11-27 10:00:01 FATAL data TLB error interrupt"]
+    out = pipeline.analyze([Claimed(i, f"r{i}", "plc", "m", "log", t, "", 1, 0.0, 0, None, None)
+                            for i, t in enumerate(lines)])
+    got = {r.record_id: (r.label, r.severity, r.classified_by) for r in out.results}
+    assert got == {"r0": ("normal", 0, DUMP), "r1": ("normal", 0, DUMP), "r2": ("fault", 4, LEVEL)}
