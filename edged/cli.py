@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of the file")
     ev.add_argument("--level-col", metavar="V",
                     help="column holding each line's level, as a parsed log header gives it ([analysis] levels)")
+    ev.add_argument("--message-col", metavar="M",
+                    help="column holding each line's message, the text after its header, as a parsed log header"
+                         " splits it off (the lexicon and the dump-line rule read it)")
     ev.add_argument("--kind", choices=["log", "incident"], default="log", help="what the texts are")
     ev.add_argument("--paths", default="triage,slm,routed", metavar="P,..",
                     help="paths to score: triage (the classifier alone), slm (the model alone), routed (what edged"
@@ -197,7 +200,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         # The data and the options are checked before the model loads: mistakes fail in a blink.
         label_map = parse_label_map(args.map)
-        data = load_csv(args.data, args.text_col, args.label_col, args.limit, level_col=args.level_col)
+        data = load_csv(args.data, args.text_col, args.label_col, args.limit, level_col=args.level_col,
+                        message_col=args.message_col)
         model_labels, _ = resolve_labels(data, list(analysis.labels), labels_from_data=args.labels_from_data,
                                          label_map=label_map)
     except EvalError as exc:

@@ -61,6 +61,7 @@ class Dataset:
     rows_read: int
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows
     levels: list[str | None] | None = None  # each row's level (--level-col), as a parsed header gives it
+    messages: list[str | None] | None = None  # each row's message (--message-col), as a parsed header splits it off
 
     @property
     def skipped_total(self) -> int:
@@ -68,16 +69,18 @@ class Dataset:
 
 
 def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None = None,
-             level_col: str | None = None) -> Dataset:
+             level_col: str | None = None, message_col: str | None = None) -> Dataset:
     """The first ``limit`` data rows of a CSV file (all without a limit); rows with an empty text or
-    an empty label are skipped and counted. ``level_col`` holds each line's level, as a parsed header
-    would give it to the analyzer (empty = none)."""
+    an empty label are skipped and counted. ``level_col`` holds each line's level and ``message_col``
+    its message (the text after its header), as a parsed header would give them to the analyzer
+    (empty = none)."""
     path = Path(path)
     if limit is not None and limit < 1:
         raise EvalError(f"--limit must be at least 1, not {limit}")
     texts: list[str] = []
     labels: list[str] = []
     levels: list[str | None] = []
+    messages: list[str | None] = []
     skipped = {"empty_text": 0, "empty_label": 0}
     rows_read = 0
     try:
@@ -86,7 +89,7 @@ def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None 
             columns = reader.fieldnames
             if not columns:
                 raise EvalError(f"{path} is empty: expected a header row with columns {text_col!r} and {label_col!r}")
-            missing = [c for c in (text_col, label_col, level_col) if c is not None and c not in columns]
+            missing = [c for c in (text_col, label_col, level_col, message_col) if c is not None and c not in columns]
             if missing:
                 raise EvalError(
                     f"{path} has no column {' or '.join(repr(c) for c in missing)}; its columns are: "
@@ -106,6 +109,7 @@ def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None 
                     texts.append(text)
                     labels.append(label)
                     levels.append((row.get(level_col) or "").strip() or None if level_col else None)
+                    messages.append((row.get(message_col) or "").strip() or None if message_col else None)
     except FileNotFoundError:
         raise EvalError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -119,7 +123,7 @@ def load_csv(path: Path | str, text_col: str, label_col: str, limit: int | None 
     if not texts:
         raise EvalError(f"{path} has no row with both a {text_col!r} text and a {label_col!r} label")
     return Dataset(path, texts, labels, rows_read, {k: v for k, v in skipped.items() if v},
-                   levels if level_col else None)
+                   levels if level_col else None, messages if message_col else None)
 
 
 def resolve_labels(
@@ -333,8 +337,8 @@ def evaluate(
       taxonomy, with the most similar labeled examples from the store in the prompt when ``router``
       has an example index.
     - routed: what edged does, through the analyzer's own routing (edged.analysis.routing): a
-      confident classifier label, else the row's level and lexicon words, else the model or the
-      classifier's guess as the active version's routing says. A row routed to the model with the
+      confident classifier label, else the row's evidence (a dump line is normal; else its level and
+      lexicon words), else the model or the classifier's guess as the active version's routing says. A row routed to the model with the
       whole taxonomy and the slm path's examples is the slm path's own call (greedy decoding gives
       the same answer to the same prompt), so it is made once. Routed time is the triage time of
       every row plus the time of the model calls it made.
@@ -369,9 +373,11 @@ def evaluate(
     # The analyzer's routing of every row, in its batches.
     evidence = Evidence(settings, model_labels)
     levels = data.levels or [None] * n
+    messages = data.messages or [None] * n
     routes: list[Route] = []
     for lo in range(0, n, 64):
-        subjects = [Subject(t, lv) for t, lv in zip(texts[lo : lo + 64], levels[lo : lo + 64])]
+        subjects = [Subject(t, lv, m) for t, lv, m in zip(texts[lo : lo + 64], levels[lo : lo + 64],
+                                                           messages[lo : lo + 64])]
         routes += route(subjects, evidence, router if triage_model is not None else None, severities)
     if router is not None and triage_model is None and router.index is not None:
         for r, t in zip(routes, texts):  # no classifier, but retrieval: the model sees examples, as in the daemon

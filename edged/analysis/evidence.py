@@ -8,9 +8,13 @@
   A) -- those only ever from a level field, never from free text.
 - ``[analysis] lexicon`` words (whole words, any case, a plural s allowed) mark a label, e.g. an
   e-stop marks safety and a password security, whatever the level says.
+- A line of a register or flag dump (``edged.analysis.dump_lines``: ``instruction address:
+  0x00004ed8``, ``machine check enable......0``) describes a crash that another line reports; with
+  ``[analysis] dump_lines`` on (the default) and ``normal`` in the taxonomy, it is ``normal``,
+  severity 0, whatever its level says. A line with a lexicon word is never a dump line.
 
-``proposals`` lists the labels this evidence gives; ``edged.analysis.routing`` decides what
-agreement or conflict among them means.
+``proposals`` lists the labels the level and the words give; ``edged.analysis.routing`` decides
+what agreement or conflict among them means, and that a dump line is normal before either.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from edged.analysis.dump_lines import DUMP_LABEL, is_dump_line
 from edged.config.settings import AnalysisSettings, parse_level_rule
 
 SYSLOG = ("EMERG", "ALERT", "CRIT", "ERROR", "WARN", "NOTICE", "INFO", "DEBUG")  # RFC 5424 severities 0-7
@@ -77,6 +82,7 @@ class Seen:
     level_label: str | None = None
     level_severity: int | None = None
     words: dict[str, str] = field(default_factory=dict)  # label -> the first lexicon word found for it
+    dump: bool = False  # a line of a register or flag dump ([analysis] dump_lines on)
 
     @property
     def proposals(self) -> list[str]:
@@ -97,6 +103,7 @@ class Evidence:
             label, severity = parse_level_rule(rule)
             if label in labels:
                 self.levels[level.upper()] = (label, severity)
+        self.dump_lines = settings.dump_lines and DUMP_LABEL in labels
         self._words: list[tuple[str, re.Pattern[str]]] = []
         for label, words in settings.lexicon.items():
             if label in labels and words:
@@ -116,4 +123,9 @@ class Evidence:
             match = pattern.search(text)
             if match:
                 words[word_label] = match.group(0)
-        return Seen(None if raw is None else str(raw), label, severity, words)
+        dump = not words and self.dump_lines and is_dump_line(text)
+        return Seen(None if raw is None else str(raw), label, severity, words, dump)
+
+    def is_dump_line(self, text: str) -> bool:
+        """Whether routing labels this message as a dump line (the same answer as ``of(text).dump``)."""
+        return self.dump_lines and is_dump_line(text) and not any(p.search(text) for _, p in self._words)

@@ -90,6 +90,7 @@ class _Work:
     review: list[str] = field(default_factory=list)  # why the result needs review, beyond confidence
     summary_events: list[str] = field(default_factory=list)  # cut, regenerated, failed_check
     routed_review: bool | None = None  # routing's say on needs_review (None: from the confidence)
+    dump_line: bool = False  # a register or flag dump line (edged.analysis.dump_lines): its own template answers
 
 
 @dataclass
@@ -176,18 +177,22 @@ class Pipeline:
         self._cache_scope = hashlib.blake2b(f"{model_id}:{PROMPT_VERSION}".encode(), digest_size=6).hexdigest()
 
     # -- cache keys: a cached answer belongs to one model and one prompt version ---------------
-    def _template_key(self, mined: Mined, template: str | None = None) -> str:
+    def _template_key(self, mined: Mined, template: str | None = None, dump_line: bool = False) -> str:
         text = f"{mined.level or ''}\0{mined.component or ''}\0{mined.template if template is None else template}"
+        # A dump line's answer depends on its value's shape ("temp: <*>" holds 0x005F and 95C alike), so
+        # dump lines and other lines of one template never share an answer.
+        if dump_line:
+            text += "\0dump"
         return f"tpl:{self._cache_scope}:{_text_key(text)}"
 
     def _carried_over(self, mined: Mined, tkey: str, first_of_template: dict[str, "_Work"],
-                      new_cache: dict[str, dict[str, Any]]) -> bool:
+                      new_cache: dict[str, dict[str, Any]], dump_line: bool = False) -> bool:
         """Move the answer of a generalised template's earlier text to its new text (True when there was one).
 
         The words that became variable were shown to be parameters (edged.analysis.templates), so the
         answer computed for the earlier text stays right for the new one and no refresh is asked."""
         for text in mined.previous:
-            pkey = self._template_key(mined, text)
+            pkey = self._template_key(mined, text, dump_line)
             if pkey in first_of_template:  # answered in this batch: the new text takes the same answer
                 first_of_template[tkey] = first_of_template[pkey]
                 return True
@@ -246,9 +251,12 @@ class Pipeline:
             unparsed += w.record.header is None
             message = w.record.message if w.record.message is not None else w.record.text
             w.mined = self.templates.mine(message, header.get("level"), header.get("component"))
-            tid, tkey = w.mined.template_id, self._template_key(w.mined)
+            w.dump_line = self.evidence.is_dump_line(message)
+            tid, tkey = w.mined.template_id, self._template_key(w.mined, dump_line=w.dump_line)
             text_of[tkey] = w.mined.template
-            retired.update(self._template_key(w.mined, text) for text in w.mined.retired)
+            # A retired text's answers go under both keys: its dump lines' and its other lines'.
+            retired.update(self._template_key(w.mined, text, dump_line=dump)
+                           for text in w.mined.retired for dump in (False, True))
             _, lines = templates.get(tid, ("", 0))
             templates[tid] = (w.mined.template, lines + 1)
             template_keys[tid] = (w.mined.level, w.mined.component)
@@ -261,7 +269,7 @@ class Pipeline:
                 continue
             cached = self.cache.get(tkey)
             if cached is None and w.mined.previous and tkey not in first_of_template:
-                if self._carried_over(w.mined, tkey, first_of_template, new_cache):
+                if self._carried_over(w.mined, tkey, first_of_template, new_cache, w.dump_line):
                     carried += 1
                     cached = self.cache.get(tkey)
             if cached is not None:
@@ -306,11 +314,11 @@ class Pipeline:
             self.cache.put(tkey, entry)
         for w in works:
             if w.path == "template_cache" and not w.answers and w.mined is not None:
-                first = first_of_template[self._template_key(w.mined)]
+                first = first_of_template[self._template_key(w.mined, dump_line=w.dump_line)]
                 if first.error is not None:
                     w.error = first.error
                 else:
-                    self._from_template(w, new_cache[self._template_key(w.mined)])
+                    self._from_template(w, new_cache[self._template_key(w.mined, dump_line=w.dump_line)])
             if w.path == "model" and w.record.kind == "log" and w.error is None:
                 key = self._exact_key(w.record.text)
                 entry = {"from": w.record.record_id, "answers": w.answers, "confidence": w.confidence,

@@ -5,9 +5,10 @@ For each record, in this order:
 
 1. The triage classifier, where it is confident (``classified_by = triage``). A box with labels thus
    overrides the level table where its own classifier is sure.
-2. The record's own evidence (``edged.analysis.evidence``): when its level and its lexicon words
-   give one label, that label (``level``, or ``lexicon`` when there is no level); no model call and
-   no review. When they give two or more labels, the language model chooses among those.
+2. The record's own evidence (``edged.analysis.evidence``): a line of a register or flag dump is
+   ``normal``, severity 0 (``dump``), whatever its level; otherwise, when its level and its lexicon
+   words give one label, that label (``level``, or ``lexicon`` when there is no level); no model
+   call and no review. When they give two or more labels, the language model chooses among those.
 3. Nothing known: where the classifier is unsure, the language model decides among the classifier's
    likeliest labels when the active version's held-out figures say it does better there
    (``edged.triage.measure``); otherwise the classifier's guess stands, flagged for review (and
@@ -24,6 +25,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+from edged.analysis.dump_lines import DUMP_LABEL, DUMP_SEVERITY
 from edged.analysis.evidence import Evidence, Seen
 from edged.analysis.tasks import InvalidAnswer, TaskSpec, among, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
@@ -33,7 +35,8 @@ from edged.triage.router import Decision, Router
 
 log = logging.getLogger(__name__)
 
-TRIAGE, SLM, LEVEL, LEXICON = "triage", "slm", "level", "lexicon"  # classified_by, as results name it
+# classified_by, as results name it
+TRIAGE, SLM, LEVEL, LEXICON, DUMP = "triage", "slm", "level", "lexicon", "dump"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Route:
     label: str | None = None  # decided here; None = ask the model
     severity: int | None = None
     confidence: float | None = None
-    by: str | None = None  # triage | level | lexicon; None: the model (slm)
+    by: str | None = None  # triage | dump | level | lexicon; None: the model (slm)
     review: bool | None = None  # flagged for review regardless of confidence; None: from the model's confidence
     candidates: list[str] = field(default_factory=list)  # the labels the model chooses from ([] = all)
     examples: list[Example] = field(default_factory=list)
@@ -79,6 +82,8 @@ def _one(s: Subject, d: Decision, evidence: Evidence, severities: dict[str, int]
     seen = evidence.of(s.message if s.message is not None else s.text, s.level)
     # Where routing decides without the model, candidates still say what the model would have chosen from.
     common = {"seen": seen, "examples": d.examples, "unsure": d.guess is not None, "guess": d.guess}
+    if seen.dump:  # it describes a crash another line reports (edged.analysis.dump_lines)
+        return Route(DUMP_LABEL, DUMP_SEVERITY, None, DUMP, review=False, candidates=d.candidates, **common)
     proposals = seen.proposals
     if len(proposals) == 1:
         label = proposals[0]

@@ -337,6 +337,12 @@ class AnalysisSettings(Section):
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_LEXICON.items()},
         description="label -> words that mark it (whole words, any case)",
     )
+    dump_lines: bool = Field(
+        True,
+        description="a line of a register or flag dump (a name and a hex value or a 0/1 flag only, e.g."
+        " 'instruction address: 0x00004ed8') is labelled normal, severity 0, whatever its level says: it describes"
+        " a crash another line reports (edged.analysis.dump_lines); false = its level decides",
+    )
 
     @field_validator("patterns")
     @classmethod

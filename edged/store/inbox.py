@@ -92,7 +92,7 @@ class ResultRow:
     model_calls: int
     latency_ms: float | None
     analyzed_at: float = field(default_factory=time.time)
-    classified_by: str | None = None  # triage | level | lexicon | slm | upstream: which path gave the label (None: no label)
+    classified_by: str | None = None  # triage | dump | level | lexicon | slm | upstream: which path gave the label (None: no label)
     triage_version: int | None = None  # the triage model version that gave it
     header: dict[str, str] | None = None  # the log line's parsed header fields (Claimed.header)
     fields_source: dict[str, str] | None = None  # field -> header | record | pattern | model (non-null fields)

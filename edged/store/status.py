@@ -8,7 +8,7 @@
 ``upstream.unsent``, ``upstream.sent``, ``upstream.oldest_unsent_s`` (results in the outbox not yet /
 already acknowledged by the upstream broker; age in seconds of the oldest unsent one, null if none),
 ``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters),
-``analysis.classified_by`` (results by path: triage, slm, upstream), ``analysis.ungrounded`` (model values
+``analysis.classified_by`` (results by path: triage, dump, level, lexicon, slm, upstream), ``analysis.ungrounded`` (model values
 rejected as not in the text, per field), ``analysis.summaries`` (cut, regenerated, failed_check), ``triage.labels`` (training labels by
 source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at, routing; null
 before the first accepted training), ``escalation.escalated`` (results sent to the teacher),

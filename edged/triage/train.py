@@ -36,18 +36,18 @@ class LinearModel:
     bias: np.ndarray  # (classes,)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
-        rows = _SparseRows.of(texts, self.features)
+        rows = SparseRows.of(texts, self.features)
         return _softmax(rows.dense(np.arange(len(texts)), self.features.dim) @ self.weights.T + self.bias)
 
 
-class _SparseRows:
+class SparseRows:
     """Texts as CSR rows (index pointer, bucket indices, values)."""
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
         self.indptr, self.indices, self.values = indptr, indices, values
 
     @classmethod
-    def of(cls, texts: list[str], spec: FeatureSpec) -> "_SparseRows":
+    def of(cls, texts: list[str], spec: FeatureSpec) -> "SparseRows":
         pieces = [sparse(t, spec) for t in texts]
         indptr = np.zeros(len(texts) + 1, np.int64)
         indptr[1:] = np.cumsum([len(i) for i, _ in pieces])
@@ -87,8 +87,15 @@ def train(texts: list[str], labels: list[str], spec: FeatureSpec, params: TrainP
         raise ValueError("training needs at least two different labels")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[label] for label in labels], np.int64)
-    rows = _SparseRows.of(texts, spec)
-    n, k, dim = len(texts), len(classes), spec.dim
+    w, b = fit(SparseRows.of(texts, spec), y, len(classes), spec.dim, params)
+    return LinearModel(classes, spec, w, b)
+
+
+def fit(rows: SparseRows, y: np.ndarray, k: int, dim: int,
+        params: TrainParams = TrainParams()) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (k, dim), bias (k,)) of the regression of class indices ``y`` on ``rows`` (any sparse
+    features of width ``dim``: the benches also train it on n-grams joined with other features)."""
+    n = len(y)
     rng = np.random.default_rng(params.seed)
     w = np.zeros((k, dim), np.float32)
     b = np.zeros(k, np.float32)
@@ -122,4 +129,4 @@ def train(texts: list[str], labels: list[str], spec: FeatureSpec, params: TrainP
             mb = beta1 * mb + (1 - beta1) * gb
             vb = beta2 * vb + (1 - beta2) * gb * gb
             b -= params.learning_rate * correction * mb / (np.sqrt(vb) + eps)
-    return LinearModel(classes, spec, w.astype(np.float32), b.astype(np.float32))
+    return w.astype(np.float32), b.astype(np.float32)

@@ -167,7 +167,7 @@ def _model(status: dict[str, Any], runtime: Runtime, extra: dict[str, Any]) -> S
     if placement:
         rows.insert(0, ("Layers", placement["summary"]))
     by = a["classified_by"]
-    without = sum(by.get(k, 0) for k in ("triage", "level", "lexicon"))
+    without = sum(by.get(k, 0) for k in ("triage", "dump", "level", "lexicon"))
     if without:
         rows.append(("Classified without the model",
                      f"{number(without)} ({100 * without / sum(by.values()):.0f}%)"))

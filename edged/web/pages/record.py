@@ -75,6 +75,7 @@ def _result_card(rec: dict[str, Any]) -> Safe:
         ("Classified by", {"triage": f"triage classifier v{r['triage_version']} (no model call)",
                            "level": "the line's own level ([analysis] levels)",
                            "lexicon": "its words ([analysis] lexicon)",
+                           "dump": "a line of a register or flag dump ([analysis] dump_lines)",
                            "slm": "language model", "upstream": "a bigger model upstream"}.get(
             r["classified_by"], "—")),
         ("Model", fmt('<span class="mono">{}</span> via {}', r["model"] or "—", r["backend"] or "—")),
