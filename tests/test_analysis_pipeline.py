@@ -106,6 +106,20 @@ def test_exact_repeats_hit_the_cache(env):
     assert rows(path, "SELECT path FROM results ORDER BY id") == [("model",), ("exact_cache",)]
 
 
+def test_an_answer_cached_under_other_analysis_settings_is_not_served(env):
+    writer, backend, analyzer, path = env
+    put(writer, "pump P-7 pressure ok")
+    analyzer.run_once()
+    calls = len(backend.calls)
+    # Same model, same prompts, the dump-line rule switched off: the stored answer was computed with it on.
+    changed = analyzer.settings.model_copy(update={"dump_lines": False})
+    again = Analyzer(changed, backend, writer, connect(path))
+    writer.submit(WriteBatch(records=[NewRecord("t:again", "test", None, "log", "pump P-7 pressure ok", "", None, 0.0)])).result()
+    again.run_once()
+    assert len(backend.calls) > calls
+    assert rows(path, "SELECT path FROM results ORDER BY id") == [("model",), ("model",)]
+
+
 def test_model_errors_are_retried_then_parked_with_the_error(env):
     writer, backend, analyzer, path = env
     backend.fail_next = 100

@@ -174,7 +174,9 @@ class Pipeline:
         self.cache = cache
         self.specs: dict[str, TaskSpec] = build_specs(settings)
         model_id = f"{backend.name}:{backend.model_name}:{backend.model_sha256 or ''}"
-        self._cache_scope = hashlib.blake2b(f"{model_id}:{PROMPT_VERSION}".encode(), digest_size=6).hexdigest()
+        self._cache_scope = hashlib.blake2b(
+            f"{model_id}:{PROMPT_VERSION}:{_answer_settings(settings)}".encode(), digest_size=6
+        ).hexdigest()
 
     # -- cache keys: a cached answer belongs to one model and one prompt version ---------------
     def _template_key(self, mined: Mined, template: str | None = None, dump_line: bool = False) -> str:
@@ -521,6 +523,15 @@ class Pipeline:
             fields_source=sources,
             review_reason="; ".join(w.review) or None,
         )
+
+
+def _answer_settings(settings: AnalysisSettings) -> str:
+    """The settings an answer depends on besides the model and the prompts: a cached answer computed
+    under another taxonomy, field list, level table, lexicon or dump-line rule is not served."""
+    return json.dumps(settings.model_dump(include={
+        "labels", "extract_fields", "patterns", "max_string_chars", "summary_max_chars",
+        "levels", "lexicon", "dump_lines",
+    }), sort_keys=True)
 
 
 def _subject(record: Claimed) -> Subject:
