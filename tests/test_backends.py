@@ -521,3 +521,55 @@ def test_tensorrt_llm_missing_engine_dir_is_model_unavailable(monkeypatch, tmp_p
     fake_tensorrt_llm(monkeypatch, [])
     with pytest.raises(ModelUnavailable, match="engine_dir"):
         create_backend(TensorRTLLMConfig(engine_dir=tmp_path / "nope", tokenizer_dir=tmp_path), None)
+
+
+def test_llama_cpp_alternating_tasks_restore_each_system_prompt_and_answer_the_same(llama, model_path):
+    """Saved system-prompt states: when the tasks alternate, each call takes its system prompt from the
+    state saved by its task's earlier call, and answers exactly as a backend that evaluates it again."""
+    plain = create_backend(LlamaCppConfig(threads=1, n_ctx=2048, prefix_states=0), resolved(model_path))
+    try:
+        shared = len(llama.prompt_tokens(CLASSIFY_SYSTEM, "")) - 8  # well inside the system part
+        for line in LINES[:3]:
+            for system, schema, max_tokens in ((CLASSIFY_SYSTEM, CLASSIFY, 32), (EXTRACT_SYSTEM, EXTRACT, 160)):
+                request = CompletionRequest(system, line, schema, max_tokens=max_tokens)
+                with_states, without = llama.complete(request), plain.complete(request)
+                assert with_states.text == without.text
+                if line is not LINES[0] and system is CLASSIFY_SYSTEM:
+                    assert with_states.cached_prompt_tokens > shared > without.cached_prompt_tokens
+        assert llama.prefixes.restored >= 4
+    finally:
+        plain.close()
+
+
+def test_llama_cpp_writes_null_for_a_value_the_string_check_refuses(llama):
+    """``string_check``: a value string the check refuses as it is written becomes null (where the schema
+    allows null); the document stays valid, and its tokens are still the text with their log-probabilities."""
+    line = LINES[2]
+    free = llama.complete(CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160, top_logprobs=3))
+    checked = llama.complete(CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160, top_logprobs=3,
+                                               string_check=lambda value: False))
+    assert_valid(checked.text, EXTRACT)
+    check_tokens(checked, 3)
+    doc = json.loads(checked.text)
+    for name in ("machine", "error_code", "unit"):  # nullable strings: never a value when every value is refused
+        assert doc[name] is None
+    assert llama.last_stats["values_nulled"] >= 1
+    assert isinstance(doc["component"], str)  # not nullable: written as the model writes it
+    allowed = llama.complete(CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160, top_logprobs=3,
+                                               string_check=lambda value: True))
+    assert allowed.text == free.text and llama.last_stats["values_nulled"] == 0
+
+
+def test_value_watch_sees_the_open_member_string():
+    from edged.backends.json_values import ValueWatch
+
+    watch = ValueWatch()
+    seen = []
+    for piece in [b'{ "', b"machine", b'":', b' "', b"PLC", b"-3", b'\\"x', b'",', b' "unit": nu', b"ll}"]:
+        watch.feed(piece)
+        seen.append(watch.open_value())
+    assert seen == [None, None, None, "", "PLC", "PLC-3", 'PLC-3"x', None, None, None]
+    assert watch.value_start == -1
+    watch = ValueWatch()
+    watch.feed(b'{"a": "x\\u00')
+    assert watch.open_value() == "x" and watch.value_start == 6

@@ -48,7 +48,7 @@ from edged.analysis.tasks import (
     parse_answer,
     request_for,
 )
-from edged.analysis.grounding import grounded, plausible
+from edged.analysis.grounding import grounded, may_become_grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
 from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before, first_sentence
 from edged.analysis.evidence import Evidence
@@ -373,9 +373,13 @@ class Pipeline:
             # only the message after a parsed header (its time, host and level are taken already).
             if w.record.message:
                 request = request_for(spec, w.record.message, machine=w.record.machine, kind=w.record.kind)
+            # A value that stops occurring in the text while it is written would be dropped by _ground:
+            # the backend may write null there at once (string_check) instead of finishing it.
+            text = w.record.text
             request = dataclasses.replace(
                 request, schema=extract_schema(self.settings, w.model_fields),
                 max_tokens=extract_budget(self.settings, w.model_fields),
+                string_check=lambda value: may_become_grounded(value, text),
             )
         elif task == SUMMARIZE:
             request = dataclasses.replace(request, user=request.user + retry_note, stop_repeat_ngram=REPEAT_NGRAM)
