@@ -246,3 +246,17 @@ def test_a_repeating_digest_is_cut_at_the_repetition(env):
     asked, stored = _digest_env(env, ["spindle overtemp again and spindle overtemp again and spindle overtemp again"])
     assert len(asked) == 1
     assert stored == [("spindle overtemp again and", None)]
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_extraction_asks_the_backend_to_cut_ungrounded_values_only_when_configured(env, cut):
+    writer, backend, analyzer, path = env
+    analyzer.pipeline.settings = analyzer.pipeline.settings.model_copy(update={"cut_ungrounded_values": cut})
+    put(writer, "2026-11-27 10:00:01 ERROR spindle 2 overtemp 91C")
+    analyzer.run_once()
+    extract = [c for c in backend.calls if "label" not in c.schema["properties"] and "summary" not in c.schema["properties"]]
+    assert extract, "no extraction call"
+    check = extract[0].string_check
+    assert (check is not None) == cut
+    if cut:  # the grounding rule, applied to what has been written of a value so far
+        assert check("spindle") and check("overt") and not check("spindle 7")

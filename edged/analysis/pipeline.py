@@ -373,14 +373,15 @@ class Pipeline:
             # only the message after a parsed header (its time, host and level are taken already).
             if w.record.message:
                 request = request_for(spec, w.record.message, machine=w.record.machine, kind=w.record.kind)
-            # A value that stops occurring in the text while it is written would be dropped by _ground:
-            # the backend may write null there at once (string_check) instead of finishing it.
-            text = w.record.text
             request = dataclasses.replace(
                 request, schema=extract_schema(self.settings, w.model_fields),
                 max_tokens=extract_budget(self.settings, w.model_fields),
-                string_check=lambda value: may_become_grounded(value, text),
             )
+            if self.settings.cut_ungrounded_values:
+                # A value that stops occurring in the text while it is written would be dropped by
+                # _ground: the backend may write null there at once (string_check) instead.
+                text = w.record.text
+                request = dataclasses.replace(request, string_check=lambda value: may_become_grounded(value, text))
         elif task == SUMMARIZE:
             request = dataclasses.replace(request, user=request.user + retry_note, stop_repeat_ngram=REPEAT_NGRAM)
         started = time.perf_counter()
