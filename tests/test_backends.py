@@ -573,3 +573,28 @@ def test_value_watch_sees_the_open_member_string():
     watch = ValueWatch()
     watch.feed(b'{"a": "x\\u00')
     assert watch.open_value() == "x" and watch.value_start == 6
+
+
+def test_llama_cpp_a_saved_state_llama_cpp_refuses_is_evaluated_again(llama):
+    class Refusing:  # llama.cpp's API, except that it takes no saved state back
+        def __init__(self, lib):
+            self._lib = lib
+
+        def __getattr__(self, name):
+            return getattr(self._lib, name)
+
+        def llama_state_seq_set_data(self, *args):
+            return 0
+
+    classify = CompletionRequest(CLASSIFY_SYSTEM, LINES[4], CLASSIFY, max_tokens=32)
+    first = llama.complete(classify)
+    llama.complete(CompletionRequest(EXTRACT_SYSTEM, LINES[4], EXTRACT, max_tokens=160))
+    real = llama.prefixes._lib
+    llama.prefixes._lib = Refusing(real)
+    try:
+        again = llama.complete(classify)
+    finally:
+        llama.prefixes._lib = real
+    assert again.text == first.text
+    assert again.cached_prompt_tokens < 10  # evaluated afresh, not taken from an emptied cache
+    assert llama.last_stats["prompt_eval_tokens"] == again.prompt_tokens - again.cached_prompt_tokens

@@ -342,8 +342,8 @@ class LlamaCppBackend(Backend):
         prefixes = self.prefixes if shared else None
         if prefixes is not None and cached < shared and prefixes.restore(prompt[:shared]):
             cached = shared
-        elif cached > 0 and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
-            llm.n_tokens = cached
+        elif 0 < (cached := min(cached, llm.n_tokens)) and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+            llm.n_tokens = cached  # (a state llama.cpp refused left the cache empty: n_tokens 0)
         else:
             cached = 0
             llm.reset()
