@@ -7,8 +7,10 @@ through the daemon's pipeline (classify + extract; ``[analysis] levels`` empty s
 not answer the classification and both calls are made). Three variants, each its own backend on the
 default model with the same threads, take turns line by line, so load from other work hits all alike:
 
-- ``before``: no saved system-prompt states (``[backend] prefix_states = 0``): the decode path as it was.
-- ``states``: edged's default: saved KV states of each task's system prompt. Its answers must be the
+- ``before``: no saved system-prompt states (``[backend] prefix_states = 0``), and the whole vocabulary
+  masked whenever the grammar rejects the most likely token: the decode path as it was.
+- ``states``: edged's default: saved KV states of each task's system prompt, and the most likely
+  tokens tried against the grammar before the whole vocabulary is masked. Its answers must be the
   same as ``before``'s (``identical_to_before``).
 - ``cut``: saved states and ``[analysis] cut_ungrounded_values``: ``null`` written at once for a value
   string that stops occurring in the line (grounding would drop it anyway); the fields after it can
@@ -63,7 +65,9 @@ def _backends(threads: int) -> dict:
 
     model = resolve_model(Settings().model)
     make = lambda states: LlamaCppBackend(LlamaCppConfig(threads=threads, prefix_states=states), model.path)  # noqa: E731
-    return {"before": make(0), "states": make(4), "cut": make(4)}
+    before = make(0)
+    before.top_candidates = 0  # as it was: the whole vocabulary masked whenever the grammar rejects the argmax
+    return {"before": before, "states": make(4), "cut": make(4)}
 
 
 def _analyse(backend, settings, system: str, text: str, parsed):

@@ -598,3 +598,14 @@ def test_llama_cpp_a_saved_state_llama_cpp_refuses_is_evaluated_again(llama):
     assert again.text == first.text
     assert again.cached_prompt_tokens < 10  # evaluated afresh, not taken from an emptied cache
     assert llama.last_stats["prompt_eval_tokens"] == again.prompt_tokens - again.cached_prompt_tokens
+
+
+def test_llama_cpp_trying_the_top_candidates_picks_what_masking_everything_picks(llama, monkeypatch):
+    """When the grammar rejects the most likely token, the most likely tokens are tried before the whole
+    vocabulary is masked: the answers must be the ones full masking gives."""
+    requests = [CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160) for line in LINES[:6]]
+    requests += [CompletionRequest(CLASSIFY_SYSTEM, line, CLASSIFY, max_tokens=32) for line in LINES[6:]]
+    fast = [llama.complete(r).text for r in requests]
+    monkeypatch.setattr(llama, "top_candidates", 0)  # the whole vocabulary every time
+    masked = [llama.complete(r).text for r in requests]
+    assert fast == masked
