@@ -16,7 +16,8 @@ How a call runs (``LlamaCppBackend.complete``):
   checked once per schema, then cached), for at most ``request.max_tokens`` tokens, up to the end token.
   The decode loop is the backend's own (``_decode``: ``Llama.eval`` + llama.cpp's grammar sampler), not
   ``Llama.generate``: each step first checks the unconstrained argmax against the grammar and masks the
-  whole vocabulary only when the grammar rejects it, as llama.cpp's own sampler does. ``generate`` puts the
+  whole vocabulary only when the grammar rejects it, as llama.cpp's own sampler does (and before that,
+  tries the ``TOP_CANDIDATES`` most likely tokens, which gives the same token: see ``_pick``). ``generate`` puts the
   grammar in its sampler chain, which masks all 49k candidates on every step (measured on 2 cores: ~7 ms
   per token, about as much as the decode itself).
 - ``request.string_check``: the value string being written (json_values.py) is checked after each token;
