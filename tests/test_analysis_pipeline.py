@@ -217,3 +217,60 @@ def test_an_auto_detected_format_survives_a_restart(env):
     ])).result()
     again.run_once()
     assert rows(path, "SELECT value FROM counters WHERE name = 'files.unparsed_lines'") == [(3,)]
+
+
+def _digest_env(env, summaries):
+    """The env's analyzer with a digest due, its backend answering digests with ``summaries`` in turn."""
+    writer, backend, analyzer, path = env
+    put(writer, *[f"2026-11-27 10:00:0{i} ERROR spindle {i} overtemp {80 + i}C" for i in range(3)], "door closed")
+    analyzer.run_once()
+    analyzer.settings = analyzer.settings.model_copy(update={"digest_interval_s": 1e-9})
+    answers = iter(summaries)
+
+    def answer(request):
+        if "Recent log lines" in request.user:
+            return {"summary": next(answers)}
+        return scripted(request)
+
+    backend.answer = answer
+    calls = len(backend.calls)
+    assert analyzer.digest_if_due() == 1
+    return [c.user for c in backend.calls[calls:]], rows(path, "SELECT summary, review_reason FROM digests")
+
+
+def test_a_digest_that_names_what_its_input_does_not_is_generated_again(env):
+    asked, stored = _digest_env(env, ["spindle 7 overheated at 95C", "3 spindle overtemp faults, door closed once"])
+    assert len(asked) == 2 and "no date, number or code that is not in it" in asked[1]
+    assert stored == [("3 spindle overtemp faults, door closed once", None)]  # 3 is in the input: 3x fault
+
+
+def test_a_digest_that_fails_twice_is_cut_and_kept_for_review(env):
+    asked, stored = _digest_env(env, ["spindle 7 overheated at 95C", "spindle overtemp on machine 12 at 95C"])
+    assert len(asked) == 2
+    assert stored == [("spindle overtemp on machine", "summary cut before what the report does not say: 12, 95C")]
+
+
+def test_a_digest_with_nothing_left_after_the_cut_is_the_inputs_first_line(env):
+    _, stored = _digest_env(env, ["E-77 at 95C", "E-77 again"])
+    assert stored == [("3x fault (severity 3): spindle <*> overtemp <*>C", stored[0][1])]
+    assert stored[0][1].startswith("the report's first sentence stands in") and "E-77" in stored[0][1]
+
+
+def test_a_repeating_digest_is_cut_at_the_repetition(env):
+    asked, stored = _digest_env(env, ["spindle overtemp again and spindle overtemp again and spindle overtemp again"])
+    assert len(asked) == 1
+    assert stored == [("spindle overtemp again and", None)]
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_extraction_asks_the_backend_to_cut_ungrounded_values_only_when_configured(env, cut):
+    writer, backend, analyzer, path = env
+    analyzer.pipeline.settings = analyzer.pipeline.settings.model_copy(update={"cut_ungrounded_values": cut})
+    put(writer, "2026-11-27 10:00:01 ERROR spindle 2 overtemp 91C")
+    analyzer.run_once()
+    extract = [c for c in backend.calls if "label" not in c.schema["properties"] and "summary" not in c.schema["properties"]]
+    assert extract, "no extraction call"
+    check = extract[0].string_check
+    assert (check is not None) == cut
+    if cut:  # the grounding rule, applied to what has been written of a value so far
+        assert check("spindle") and check("overt") and not check("spindle 7")

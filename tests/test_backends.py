@@ -521,3 +521,91 @@ def test_tensorrt_llm_missing_engine_dir_is_model_unavailable(monkeypatch, tmp_p
     fake_tensorrt_llm(monkeypatch, [])
     with pytest.raises(ModelUnavailable, match="engine_dir"):
         create_backend(TensorRTLLMConfig(engine_dir=tmp_path / "nope", tokenizer_dir=tmp_path), None)
+
+
+def test_llama_cpp_alternating_tasks_restore_each_system_prompt_and_answer_the_same(llama, model_path):
+    """Saved system-prompt states: when the tasks alternate, each call takes its system prompt from the
+    state saved by its task's earlier call, and answers exactly as a backend that evaluates it again."""
+    plain = create_backend(LlamaCppConfig(threads=1, n_ctx=2048, prefix_states=0), resolved(model_path))
+    try:
+        shared = len(llama.prompt_tokens(CLASSIFY_SYSTEM, "")) - 8  # well inside the system part
+        for line in LINES[:3]:
+            for system, schema, max_tokens in ((CLASSIFY_SYSTEM, CLASSIFY, 32), (EXTRACT_SYSTEM, EXTRACT, 160)):
+                request = CompletionRequest(system, line, schema, max_tokens=max_tokens)
+                with_states, without = llama.complete(request), plain.complete(request)
+                assert with_states.text == without.text
+                if line is not LINES[0] and system is CLASSIFY_SYSTEM:
+                    assert with_states.cached_prompt_tokens > shared > without.cached_prompt_tokens
+        assert llama.prefixes.restored >= 4
+    finally:
+        plain.close()
+
+
+def test_llama_cpp_writes_null_for_a_value_the_string_check_refuses(llama):
+    """``string_check``: a value string the check refuses as it is written becomes null (where the schema
+    allows null); the document stays valid, and its tokens are still the text with their log-probabilities."""
+    line = LINES[2]
+    free = llama.complete(CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160, top_logprobs=3))
+    checked = llama.complete(CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160, top_logprobs=3,
+                                               string_check=lambda value: False))
+    assert_valid(checked.text, EXTRACT)
+    check_tokens(checked, 3)
+    doc = json.loads(checked.text)
+    for name in ("machine", "error_code", "unit"):  # nullable strings: never a value when every value is refused
+        assert doc[name] is None
+    assert llama.last_stats["values_nulled"] >= 1
+    assert isinstance(doc["component"], str)  # not nullable: written as the model writes it
+    allowed = llama.complete(CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160, top_logprobs=3,
+                                               string_check=lambda value: True))
+    assert allowed.text == free.text and llama.last_stats["values_nulled"] == 0
+
+
+def test_value_watch_sees_the_open_member_string():
+    from edged.backends.json_values import ValueWatch
+
+    watch = ValueWatch()
+    seen = []
+    for piece in [b'{ "', b"machine", b'":', b' "', b"PLC", b"-3", b'\\"x', b'",', b' "unit": nu', b"ll}"]:
+        watch.feed(piece)
+        seen.append(watch.open_value())
+    assert seen == [None, None, None, "", "PLC", "PLC-3", 'PLC-3"x', None, None, None]
+    assert watch.value_start == -1
+    watch = ValueWatch()
+    watch.feed(b'{"a": "x\\u00')
+    assert watch.open_value() == "x" and watch.value_start == 6
+
+
+def test_llama_cpp_a_saved_state_llama_cpp_refuses_is_evaluated_again(llama):
+    class Refusing:  # llama.cpp's API, except that it takes no saved state back
+        def __init__(self, lib):
+            self._lib = lib
+
+        def __getattr__(self, name):
+            return getattr(self._lib, name)
+
+        def llama_state_seq_set_data(self, *args):
+            return 0
+
+    classify = CompletionRequest(CLASSIFY_SYSTEM, LINES[4], CLASSIFY, max_tokens=32)
+    first = llama.complete(classify)
+    llama.complete(CompletionRequest(EXTRACT_SYSTEM, LINES[4], EXTRACT, max_tokens=160))
+    real = llama.prefixes._lib
+    llama.prefixes._lib = Refusing(real)
+    try:
+        again = llama.complete(classify)
+    finally:
+        llama.prefixes._lib = real
+    assert again.text == first.text
+    assert again.cached_prompt_tokens < 10  # evaluated afresh, not taken from an emptied cache
+    assert llama.last_stats["prompt_eval_tokens"] == again.prompt_tokens - again.cached_prompt_tokens
+
+
+def test_llama_cpp_trying_the_top_candidates_picks_what_masking_everything_picks(llama, monkeypatch):
+    """When the grammar rejects the most likely token, the most likely tokens are tried before the whole
+    vocabulary is masked: the answers must be the ones full masking gives."""
+    requests = [CompletionRequest(EXTRACT_SYSTEM, line, EXTRACT, max_tokens=160) for line in LINES[:6]]
+    requests += [CompletionRequest(CLASSIFY_SYSTEM, line, CLASSIFY, max_tokens=32) for line in LINES[6:]]
+    fast = [llama.complete(r).text for r in requests]
+    monkeypatch.setattr(llama, "top_candidates", 0)  # the whole vocabulary every time
+    masked = [llama.complete(r).text for r in requests]
+    assert fast == masked

@@ -277,3 +277,16 @@ def test_the_model_is_asked_only_for_what_structure_left(env):
     analyzer.pipeline.analyze([rec])
     extract = [r for r in backend.calls if "label" not in r.schema["properties"]]
     assert len(extract) == 1 and list(extract[0].schema["properties"]) == ["component", "error_code"]
+
+
+def test_a_value_that_may_still_occur_is_told_from_one_that_cannot():
+    from edged.analysis.grounding import grounded, may_become_grounded
+
+    text = "2024-05-01 ERROR [PLC-3] Watchdog timeout E4711, restarting task MAIN"
+    for value in ("PLC-3", "Watchdog timeout", "E4711", "restarting task MAIN"):
+        assert grounded(value, text)
+        assert all(may_become_grounded(value[:n], text) for n in range(len(value) + 1))
+    assert not may_become_grounded("LC-3", text)  # inside a word
+    assert not may_become_grounded("Watchdog timer", text)
+    assert not may_become_grounded("1.1.1.1", text)
+    assert may_become_grounded("watchdog   TIME", text)  # case and runs of whitespace, as grounded()

@@ -176,6 +176,16 @@ def test_a_script_in_a_log_line_is_shown_as_text_and_never_runs(daemon, browser,
     browser.find_element(By.PARTIAL_LINK_TEXT, "bad request").click()
     wait_for(lambda: browser.find_elements(By.ID, "record-text"), timeout=10, what="the record page")
     assert text_of(browser, "#record-text") == SCRIPT_LINE
+    # Each extracted field says where it came from: the time and the level from the line's header.
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#fields .field-source"), timeout=10,
+             what="the fields with their sources")
+    sources = {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.CSS_SELECTOR, ".field-source")
+               for row in browser.find_elements(By.CSS_SELECTOR, "#fields tr")}
+    assert sources["event_time"].text == sources["level"].text == "header", {k: v.text for k, v in sources.items()}
+    assert sources["level"].get_attribute("title") == "read from the line's header"
+    assert {tag.text for tag in sources.values()} <= {"header", "record", "pattern", "model"}
+    assert "ERROR header" in text_of(browser, "#fields")
+    screenshot(browser, "record-fields")
     assert_nothing_ran(browser)
 
     browser.get(base + "/")

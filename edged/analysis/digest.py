@@ -2,16 +2,24 @@
 
 The model sees the window's templates with their counts and labels, not the raw lines: a busy
 machine's hour of logs is a few dozen templates, which fits a small model's context.
+
+A digest is checked against what the model was shown, as an incident report's summary is
+(edged.analysis.summary_check): it ends at its first repeated 4-word sequence, and one that names a
+number, code or part identifier the input does not is generated once more; if it still does, it is
+cut before the first such claim (or the input's first line stands in for it) and kept with a
+``review_reason``, which is stored and published with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from edged.analysis.summary_check import REPEAT_NGRAM, RETRY_NOTE, check_summary, settle_failed
 from edged.analysis.tasks import SUMMARIZE, InvalidAnswer, TaskSpec, parse_answer, request_for
 from edged.backends.base import Backend, BackendError
 from edged.publish.outbox import OutboxBuilder
@@ -30,6 +38,8 @@ class Digest:
     records: int
     summary: str
     model: str
+    review_reason: str | None = None  # why the summary needs review (it named what its input does not)
+    events: list[str] = field(default_factory=list)  # cut, regenerated, failed_check
 
 
 def due_sources(reader: sqlite_utils.Database, now: float, interval_s: float) -> list[tuple[str, float]]:
@@ -74,22 +84,47 @@ def make_digests(
         if not count:
             continue
         try:
-            answer = parse_answer(spec, backend.complete(request_for(spec, text, kind="digest")))
+            summary, reason, events = checked_summary(backend, spec, text)
         except (BackendError, InvalidAnswer) as exc:
             log.warning("digest of %s failed: %s; trying again next time", source, exc)
             continue
-        out.append(Digest(source, start, now, count, answer["summary"], backend.model_name))
+        if reason:
+            log.warning("digest of %s kept for review: %s", source, reason)
+        out.append(Digest(source, start, now, count, summary, backend.model_name, reason, events))
     return out
+
+
+def checked_summary(backend: Backend, spec: TaskSpec, text: str) -> tuple[str, str | None, list[str]]:
+    """The digest of ``text`` (the window's templates), checked against it: (summary, review reason or
+    None, events). Raises BackendError or InvalidAnswer when a call fails."""
+    request = dataclasses.replace(request_for(spec, text, kind="digest"), stop_repeat_ngram=REPEAT_NGRAM)
+    events: list[str] = []
+    summary, missing = "", []
+    for retry in (False, True):
+        completion = backend.complete(dataclasses.replace(request, user=request.user + RETRY_NOTE) if retry else request)
+        answer = parse_answer(spec, completion)
+        summary, cut, missing = check_summary(answer.get("summary") or "", text)
+        if cut or completion.repetition_cut:
+            events.append("cut")
+        if not missing:
+            return summary, None, events
+        events.append("failed_check" if retry else "regenerated")
+    first_line = text.split("\n", 1)[0]  # the most severe, then commonest, kind of line
+    max_chars = spec.schema["properties"]["summary"].get("maxLength", 240)
+    summary, reason = settle_failed(summary, missing, first_line, max_chars)
+    return summary, reason, events
 
 
 def store_digests(db: sqlite_utils.Database, digests: list[Digest], outbox: "OutboxBuilder | None" = None) -> None:
     if outbox is not None:
         insert_rows(
             db,
-            [outbox.for_digest(d.source, d.window_start, d.window_end, d.records, d.summary, d.model) for d in digests],
+            [outbox.for_digest(d.source, d.window_start, d.window_end, d.records, d.summary, d.model, d.review_reason)
+             for d in digests],
         )
     db.conn.executemany(
-        "INSERT INTO digests (source, window_start, window_end, records, summary, model, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(d.source, d.window_start, d.window_end, d.records, d.summary, d.model, time.time()) for d in digests],
+        "INSERT INTO digests (source, window_start, window_end, records, summary, model, created_at, review_reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(d.source, d.window_start, d.window_end, d.records, d.summary, d.model, time.time(), d.review_reason)
+         for d in digests],
     )

@@ -25,18 +25,31 @@ def _fold(text: str) -> str:
     return _SPACE.sub(" ", text).strip().casefold()
 
 
+def _start_pattern(needle: str) -> str:
+    """``needle`` as a pattern that does not start inside a word or number."""
+    pattern = re.escape(needle).replace(r"\ ", r"\s+")
+    if needle[0].isalnum():
+        # a word must not continue a word (a unit may follow a digit: "s" in "1810s")
+        pattern = (r"(?<![^\W\d_])" if not needle[0].isdigit() else r"(?<![\w.,])(?<![^\W\d_]-)") + pattern
+    return pattern
+
+
 def string_in_text(value: str, text: str) -> bool:
     needle = _fold(value)
     if not needle:
         return False
     hay = _fold(text)
-    pattern = re.escape(needle).replace(r"\ ", r"\s+")
-    if needle[0].isalnum():
-        # a word must not continue a word (a unit may follow a digit: "s" in "1810s")
-        pattern = (r"(?<![^\W\d_])" if not needle[0].isdigit() else r"(?<![\w.,])(?<![^\W\d_]-)") + pattern
+    pattern = _start_pattern(needle)
     if needle[-1].isalnum():
         pattern = pattern + (r"(?![^\W_])" if not needle[-1].isdigit() else r"(?!\d|[.,]\d)")
     return re.search(pattern, hay) is not None
+
+
+def may_become_grounded(prefix: str, text: str) -> bool:
+    """Whether a string value that starts with ``prefix`` can still occur in ``text`` by the rule of
+    ``string_in_text`` (every prefix of a value that occurs passes; the end-of-word rule waits for the end)."""
+    needle = _fold(prefix)
+    return not needle or re.search(_start_pattern(needle), _fold(text)) is not None
 
 
 def numbers_in(text: str) -> set[float]:

@@ -48,9 +48,9 @@ from edged.analysis.tasks import (
     parse_answer,
     request_for,
 )
-from edged.analysis.grounding import grounded, plausible
+from edged.analysis.grounding import grounded, may_become_grounded, plausible
 from edged.analysis.structured_fields import MODEL, FieldReader, Structured
-from edged.analysis.summary_check import REPEAT_NGRAM, check_summary, cut_before, first_sentence
+from edged.analysis.summary_check import REPEAT_NGRAM, RETRY_NOTE, check_summary, settle_failed
 from edged.analysis.evidence import Evidence
 from edged.analysis.routing import SLM, Subject, route
 from edged.analysis.templates import Mined, TemplateStore
@@ -402,6 +402,11 @@ class Pipeline:
                 request, schema=extract_schema(self.settings, w.model_fields),
                 max_tokens=extract_budget(self.settings, w.model_fields),
             )
+            if self.settings.cut_ungrounded_values:
+                # A value that stops occurring in the text while it is written would be dropped by
+                # _ground: the backend may write null there at once (string_check) instead.
+                text = w.record.text
+                request = dataclasses.replace(request, string_check=lambda value: may_become_grounded(value, text))
         elif task == SUMMARIZE:
             request = dataclasses.replace(request, user=request.user + retry_note, stop_repeat_ngram=REPEAT_NGRAM)
         started = time.perf_counter()
@@ -448,18 +453,10 @@ class Pipeline:
             return 0
         if not retried:
             w.summary_events.append("regenerated")
-            # Naming the wrong claims would tempt a small model to copy them: the note stays generic.
-            note = "\n\nSummarize only what this report says: no date, number or code that is not in it."
-            return self._ask(w, SUMMARIZE, retry_note=note)
+            return self._ask(w, SUMMARIZE, retry_note=RETRY_NOTE)
         w.summary_events.append("failed_check")
-        shortened = cut_before(text, missing)
-        if shortened is not None:
-            answer["summary"] = shortened
-            w.review.append("summary cut before what the report does not say: " + ", ".join(missing[:8]))
-        else:
-            answer["summary"] = first_sentence(w.record.text, self.settings.summary_max_chars)
-            w.review.append("the report's first sentence stands in for a summary that named what the report does"
-                            " not: " + ", ".join(missing[:8]))
+        answer["summary"], reason = settle_failed(text, missing, w.record.text, self.settings.summary_max_chars)
+        w.review.append(reason)
         return 0
 
     def _from_template(self, w: _Work, entry: dict[str, Any]) -> None:

@@ -82,6 +82,22 @@ def first_sentence(report: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 1].rsplit(" ", 1)[0] + "…"
 
 
+# Added to the request when a summary is generated again. Naming the wrong claims would tempt a small
+# model to copy them: the note stays generic.
+RETRY_NOTE = "\n\nSummarize only what this report says: no date, number or code that is not in it."
+
+
+def settle_failed(summary: str, missing: list[str], report: str, max_chars: int) -> tuple[str, str]:
+    """A summary that still names what its report does not, after its second try: cut before the first
+    such claim, or else the report's own first sentence in its place; with the review reason."""
+    shortened = cut_before(summary, missing)
+    if shortened is not None:
+        return shortened, "summary cut before what the report does not say: " + ", ".join(missing[:8])
+    return (first_sentence(report, max_chars),
+            "the report's first sentence stands in for a summary that named what the report does not: "
+            + ", ".join(missing[:8]))
+
+
 def check_summary(summary: str, report: str) -> tuple[str, bool, list[str]]:
     """The summary cut at its first repetition, whether it was cut, and the claims the report does
     not contain (a cut is a repair; unsupported claims are a failure)."""

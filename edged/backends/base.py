@@ -16,6 +16,10 @@ Contract (every backend keeps it; ``FakeBackend`` in fake.py is the reference fo
 - ``request.stop_repeat_ngram`` (n > 0): a backend that decodes token by token may stop where a word
   n-gram repeats, close the JSON document there and set ``Completion.repetition_cut``; the others
   ignore it (callers cut repeated text afterwards).
+- ``request.string_check``: when set, a string value of an object member for which it returns False
+  (given what has been written of the value so far) can only end up thrown away. A backend that decodes
+  token by token may write ``null`` in its place at that moment, where the schema allows null there;
+  the others ignore it (callers check finished values anyway).
 - Errors: ``BackendError`` for a failed call (the analyzer retries it a few times, then parks the
   record); ``ModelUnavailable`` at construction when the model or server cannot be loaded at all
   (edged refuses to start, with the message as it is).
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 class BackendError(RuntimeError):
@@ -49,6 +53,7 @@ class CompletionRequest:
     max_tokens: int = 128
     top_logprobs: int = 10
     stop_repeat_ngram: int = 0  # > 0: end the answer where a word n-gram of this size repeats (if supported)
+    string_check: Callable[[str], bool] | None = None  # False: a value string written so far cannot be kept
 
 
 @dataclass(frozen=True)

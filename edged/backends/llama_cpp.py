@@ -8,14 +8,22 @@ How a call runs (``LlamaCppBackend.complete``):
   system part comes first and is rendered the same way every time, so consecutive calls with the same
   ``request.system`` share a token prefix: the KV cache of the longest common prefix with the previous call
   is kept (``llama_memory_seq_rm`` past it) and only the rest is evaluated; ``cached_prompt_tokens`` says
-  how many prompt tokens were reused.
+  how many prompt tokens were reused. When the cache holds less than the system part (the previous call
+  was another task's), the KV state saved right after this system part was first evaluated is written
+  back instead (prefix_states.py; ``[backend] prefix_states``), so alternating tasks do not evaluate
+  their system prompts again.
 - Decoding is greedy (temperature 0) under a grammar built from ``request.schema`` (grammar.py; built and
   checked once per schema, then cached), for at most ``request.max_tokens`` tokens, up to the end token.
   The decode loop is the backend's own (``_decode``: ``Llama.eval`` + llama.cpp's grammar sampler), not
   ``Llama.generate``: each step first checks the unconstrained argmax against the grammar and masks the
-  whole vocabulary only when the grammar rejects it, as llama.cpp's own sampler does. ``generate`` puts the
+  whole vocabulary only when the grammar rejects it, as llama.cpp's own sampler does (and before that,
+  tries the ``TOP_CANDIDATES`` most likely tokens, which gives the same token: see ``_pick``). ``generate`` puts the
   grammar in its sampler chain, which masks all 49k candidates on every step (measured on 2 cores: ~7 ms
   per token, about as much as the decode itself).
+- ``request.string_check``: the value string being written (json_values.py) is checked after each token;
+  once the check refuses it, the tokens from the one holding its opening quote are dropped from the
+  output and the KV cache and ``null`` is evaluated in its place (``_null_value``), where the grammar
+  allows null; decoding then goes on with the next member.
 - Log-probabilities are read from the raw logits of each step (``llama_get_logits_ith``) before the grammar
   sees them, so they are the model's own distribution, not the masked one: the chosen token's, and the
   top ``request.top_logprobs`` alternatives'. ``logits_all=True`` is not used: it makes prompt evaluation
@@ -46,13 +54,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edged.backends.base import Backend, BackendError, Completion, CompletionRequest, ModelUnavailable, Token
 from edged.backends.grammar import check_output, schema_key, schema_to_gbnf
+from edged.backends.json_values import ValueWatch
 from edged.backends.repetition import close_json, first_repeat
 from edged.backends.offload import captured_log, check_offload, placement
+from edged.backends.prefix_states import PrefixStates
 
 log = logging.getLogger(__name__)
 
 
 KEY: Final = "llama_cpp"  # [backend] type
+TOP_CANDIDATES: Final = 256  # tried against the grammar when it rejects the most likely token
 NEEDS_MODEL_FILE: Final = True  # whether edged resolves [model] to a local file for it
 
 
@@ -63,6 +74,10 @@ class LlamaCppConfig(BaseModel):
     n_ctx: int = Field(2048, ge=256, description="context window in tokens")
     n_batch: int = Field(512, ge=16, description="prompt tokens evaluated per batch")
     n_gpu_layers: int = Field(0, ge=-1, description="layers offloaded to a GPU (CUDA build on Jetson; -1 = all)")
+    prefix_states: int = Field(
+        4, ge=0, le=16,
+        description="KV states of system prompts kept, so alternating tasks do not evaluate theirs again (0 = off)",
+    )
 
 
 INSTALL_HINT = (
@@ -149,9 +164,20 @@ class LlamaCppBackend(Backend):
         # Candidate arrays for the grammar check in _pick: one token, and the whole vocabulary.
         self._one_data = (llama_cpp.llama_token_data * 1)()
         self._one = llama_cpp.llama_token_data_array(data=self._one_data, size=1, selected=-1, sorted=False)
+        self._top_data = (llama_cpp.llama_token_data * TOP_CANDIDATES)()
+        self._top = llama_cpp.llama_token_data_array(data=self._top_data, size=TOP_CANDIDATES, selected=-1, sorted=False)
+        import numpy as np
+
+        token_data = np.dtype({"names": ["id", "logit", "p"], "formats": ["<i4", "<f4", "<f4"],
+                               "offsets": [llama_cpp.llama_token_data.id.offset, llama_cpp.llama_token_data.logit.offset,
+                                           llama_cpp.llama_token_data.p.offset],
+                               "itemsize": ctypes.sizeof(llama_cpp.llama_token_data)})
+        self._top_view = np.frombuffer(self._top_data, dtype=token_data)
+        self.top_candidates = TOP_CANDIDATES  # 0: mask the whole vocabulary at once (benchmarks compare)
         from llama_cpp._internals import LlamaTokenDataArray
 
         self._full = LlamaTokenDataArray(n_vocab=self.llm.n_vocab())
+        self.prefixes = PrefixStates(llama_cpp, self.llm, config.prefix_states) if config.prefix_states else None
 
     def placement(self) -> dict[str, Any]:
         return self._placement
@@ -166,23 +192,35 @@ class LlamaCppBackend(Backend):
         """The formatted chat as tokens. Only the template's own text may become special tokens: the
         messages are tokenized as plain text, so a log line that contains ``<|im_end|>`` (or any other
         control token's text) cannot end its turn early and inject instructions."""
+        return self._prompt(system, user)[0]
+
+    def _prompt(self, system: str, user: str) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many come before the user message (the part every call with this
+        system prompt shares; 0 when the template does not show the user message as written)."""
         text = self.format_prompt(system, user)
         segments: list[tuple[str, bool]] = []  # (text, parse special tokens)
         pos = 0
-        for content in (system, user):
+        user_segment = -1
+        for n, content in enumerate((system, user)):
             at = text.find(content, pos) if content else -1
             if at < 0:
                 continue
             segments += [(text[pos:at], True), (content, False)]
+            if n == 1:
+                user_segment = len(segments) - 1
             pos = at + len(content)
         segments.append((text[pos:], True))
         tokens: list[int] = []
-        for part, special in segments:
+        shared = 0
+        for i, (part, special) in enumerate(segments):
+            if i == user_segment:
+                shared = len(tokens)
             if part:
                 tokens += self.llm.tokenize(part.encode("utf-8"), add_bos=False, special=special)
         if self._add_bos and (not tokens or tokens[0] != self._bos_id):
             tokens.insert(0, self._bos_id)
-        return tokens
+            shared += shared > 0
+        return tokens, (shared if 0 < shared < len(tokens) - 1 else 0)
 
     # --- grammar -------------------------------------------------------------------------------------------
 
@@ -250,14 +288,14 @@ class LlamaCppBackend(Backend):
         lib, llm = self._lib, self.llm
         start = time.perf_counter()
         grammar = self.grammar(request.schema)
-        prompt = self.prompt_tokens(request.system, request.user)
+        prompt, shared = self._prompt(request.system, request.user)
         n_prompt, n_ctx = len(prompt), llm.n_ctx()
         if n_prompt >= n_ctx:
             raise BackendError(f"the prompt has {n_prompt} tokens; the context window (n_ctx) is {n_ctx}")
         max_tokens = max(1, min(request.max_tokens, n_ctx - n_prompt))
         lib.llama_perf_context_reset(llm.ctx)
-        generated, steps, stopped, cached, repeat_at = self._decode(
-            prompt, max_tokens, grammar, request.top_logprobs, request.stop_repeat_ngram
+        generated, steps, stopped, cached, repeat_at, nulled = self._decode(
+            prompt, max_tokens, grammar, request.top_logprobs, request.stop_repeat_ngram, shared, request.string_check
         )
         perf = lib.llama_perf_context(llm.ctx)
         self.last_stats = {
@@ -265,6 +303,7 @@ class LlamaCppBackend(Backend):
             "prompt_eval_tokens": perf.n_p_eval,
             "eval_ms": perf.t_eval_ms,
             "eval_tokens": perf.n_eval,
+            "values_nulled": nulled,
         }
 
         self.last_token_ids = generated
@@ -295,12 +334,15 @@ class LlamaCppBackend(Backend):
             repetition_cut=repetition_cut,
         )
 
-    def _decode(self, prompt: list[int], max_tokens: int, grammar, top_k: int, stop_repeat: int = 0):
-        """Greedy grammar-constrained decoding of ``prompt``, reusing the KV cache of the common prefix.
+    def _decode(self, prompt: list[int], max_tokens: int, grammar, top_k: int, stop_repeat: int = 0,
+                shared: int = 0, string_check=None):
+        """Greedy grammar-constrained decoding of ``prompt``, reusing the KV cache of the common prefix, or
+        the saved state of its first ``shared`` tokens (the system prompt) when the cache holds less.
 
         Returns (generated token ids, per-step (chosen logit, logsumexp, top ids, top logits), stopped at the
         end token, prompt tokens reused from the KV cache, the character offset where a repeated
-        ``stop_repeat``-word n-gram began when decoding stopped on one, else None).
+        ``stop_repeat``-word n-gram began when decoding stopped on one, else None, the value strings
+        replaced by null because ``string_check`` failed them).
         """
         import numpy as np
 
@@ -309,40 +351,67 @@ class LlamaCppBackend(Backend):
         n_vocab = llm.n_vocab()
 
         cached = self._cached_prefix(prompt)
-        if cached > 0 and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
-            llm.n_tokens = cached
+        prefixes = self.prefixes if shared else None
+        if prefixes is not None and cached < shared and prefixes.restore(prompt[:shared]):
+            cached = shared
+        elif 0 < (cached := min(cached, llm.n_tokens)) and llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+            llm.n_tokens = cached  # (a state llama.cpp refused left the cache empty: n_tokens 0)
         else:
             cached = 0
             llm.reset()
-        smpl = lib.llama_sampler_init_grammar(vocab, grammar._grammar.encode(), grammar._root.encode())
-        if not smpl:
-            raise BackendError("llama.cpp could not build the grammar sampler")
+        smpl = self._sampler(grammar, [])
         generated: list[int] = []
         steps: list[tuple[float, float, Any, Any]] = []
         stopped = False
         repeat_at = None
+        nulled = 0
         produced = b""
+        watch = ValueWatch() if string_check is not None else None
+
+        def step(logits) -> tuple[float, float, Any, Any]:
+            peak = float(logits.max())
+            lse = peak + math.log(float(np.exp(logits - peak).sum()))
+            top: tuple[list, list] = ([], [])
+            if top_k > 0:
+                k = min(top_k, n_vocab)
+                idx = np.argpartition(logits, n_vocab - k)[n_vocab - k:]
+                idx = idx[np.argsort(-logits[idx], kind="stable")]
+                top = (idx.tolist(), logits[idx].tolist())
+            return peak, lse, top[0], top[1]
+
         try:
-            llm.eval(prompt[cached:])
+            if prefixes is not None and cached < shared and not prefixes.has(prompt[:shared]):
+                llm.eval(prompt[cached:shared])  # the system prompt alone first, to save its state
+                prefixes.save(prompt[:shared])
+                llm.eval(prompt[shared:])
+            else:
+                llm.eval(prompt[cached:])
             while True:
                 # The raw logits of this step: before any grammar mask (needed for honest log-probabilities).
                 logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
                 token = self._pick(smpl, logits)
-                peak = float(logits.max())
-                lse = peak + math.log(float(np.exp(logits - peak).sum()))
-                if top_k > 0:
-                    k = min(top_k, n_vocab)
-                    idx = np.argpartition(logits, n_vocab - k)[n_vocab - k:]
-                    idx = idx[np.argsort(-logits[idx], kind="stable")]
-                    top = (idx.tolist(), logits[idx].tolist())
-                else:
-                    top = ([], [])
+                _, lse, top_ids, top_logits = step(logits)
                 if lib.llama_vocab_is_eog(vocab, token):
                     stopped = True
                     break
-                steps.append((float(logits[token]), lse, top[0], top[1]))
+                steps.append((float(logits[token]), lse, top_ids, top_logits))
                 lib.llama_sampler_accept(smpl, token)
                 generated.append(token)
+                if watch is not None:
+                    watch.feed(self.piece(token))
+                    value = watch.open_value()
+                    if value is not None and not string_check(value):
+                        replaced = self._null_value(prompt, generated, steps, grammar, watch, step)
+                        if replaced is not None:
+                            lib.llama_sampler_free(smpl)
+                            smpl, generated, steps = replaced
+                            watch = ValueWatch()
+                            watch.feed(b"".join(self.piece(t) for t in generated))
+                            produced = watch.data if stop_repeat else b""
+                            nulled += 1
+                            if len(generated) >= max_tokens:
+                                break
+                            continue  # the replacement's last token is evaluated already
                 if len(generated) >= max_tokens:
                     break
                 if stop_repeat:
@@ -358,12 +427,76 @@ class LlamaCppBackend(Backend):
                 llm.eval([token])
         finally:
             lib.llama_sampler_free(smpl)
-        return generated, steps, stopped, cached, repeat_at
+        return generated, steps, stopped, cached, repeat_at, nulled
+
+    def _sampler(self, grammar, accepted: list[int]):
+        """A fresh grammar sampler that has accepted ``accepted``."""
+        lib = self._lib
+        smpl = lib.llama_sampler_init_grammar(self.llm._model.vocab, grammar._grammar.encode(), grammar._root.encode())
+        if not smpl:
+            raise BackendError("llama.cpp could not build the grammar sampler")
+        for token in accepted:
+            lib.llama_sampler_accept(smpl, token)
+        return smpl
+
+    def _allows(self, smpl, token: int) -> bool:
+        one = self._one_data
+        one[0].id, one[0].logit, one[0].p = token, 0.0, 0.0
+        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
+        self._lib.llama_sampler_apply(smpl, ctypes.byref(self._one))
+        return one[0].logit != -math.inf
+
+    def _null_value(self, prompt: list[int], generated: list[int], steps, grammar, watch: ValueWatch, step):
+        """Write ``null`` in place of the open value string (``request.string_check`` failed it): the tokens
+        from the one holding its opening quote are dropped from the output and the KV cache, the text
+        before the quote in that token and ``null`` are evaluated instead, in one batch whose logits give
+        their log-probabilities and the next step's. Returns (sampler, generated, steps), or None when
+        the grammar does not allow null there (the value then goes on as the model writes it)."""
+        import numpy as np
+
+        lib, llm = self._lib, self.llm
+        n_vocab = llm.n_vocab()
+        keep, size = 0, 0
+        for token in generated:
+            piece = self.piece(token)
+            if size + len(piece) > watch.value_start:
+                break
+            size += len(piece)
+            keep += 1
+        if keep == 0:
+            return None
+        gap = watch.data[size:watch.value_start]
+        forced = llm.tokenize(gap + b"null", add_bos=False, special=False)
+        smpl = self._sampler(grammar, generated[:keep])
+        for token in forced:
+            if not self._allows(smpl, token):
+                lib.llama_sampler_free(smpl)
+                return None
+            lib.llama_sampler_accept(smpl, token)
+        # Evaluate the last kept token again with the forced ones: its logits are the first forced token's.
+        n_past = len(prompt) + keep - 1
+        batch = [generated[keep - 1]] + forced
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llm.n_tokens = n_past
+        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past:n_past + len(batch)] = batch
+        llm.n_tokens = n_past + len(batch)
+        steps = steps[:keep]
+        for i, token in enumerate(forced):
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(llm.ctx, i), shape=(n_vocab,))
+            _, lse, top_ids, top_logits = step(logits)
+            steps.append((float(logits[token]), lse, top_ids, top_logits))
+        return smpl, generated[:keep] + forced, steps
 
     def _pick(self, smpl, logits) -> int:
         """The most likely token the grammar allows. Like llama.cpp's common sampler: try the unconstrained
-        argmax against the grammar first (one candidate), and mask the whole vocabulary only when the
-        grammar rejects it; masking all 49k candidates on every step costs about as much as the decode."""
+        argmax against the grammar first (one candidate); masking all 49k candidates on every step costs
+        about as much as the decode. When the grammar rejects it (about one step in five), the
+        ``TOP_CANDIDATES`` most likely tokens are tried next: every other token scores at most as high
+        as the least of them, so the best one the grammar allows among them is the best it allows at
+        all, the token masking the whole vocabulary would pick. Only when none is allowed (or the best
+        allowed one ties with the least of them) is the whole vocabulary masked."""
         import numpy as np
 
         lib = self._lib
@@ -374,6 +507,19 @@ class LlamaCppBackend(Backend):
         lib.llama_sampler_apply(smpl, ctypes.byref(self._one))
         if one[0].logit != -math.inf:
             return best
+        n, k = logits.shape[0], self.top_candidates
+        if 0 < k < n:
+            top = np.argpartition(logits, n - k)[n - k:]
+            view = self._top_view[:k]  # the candidate array's memory, as numpy columns
+            view["id"], view["logit"], view["p"] = top, logits[top], 0.0
+            self._top.size, self._top.selected, self._top.sorted = k, -1, False
+            lib.llama_sampler_apply(smpl, ctypes.byref(self._top))
+            masked = view["logit"]
+            allowed = np.flatnonzero(masked != -np.inf)
+            if allowed.size:
+                peak = masked[allowed].max()
+                if peak > logits[top].min():
+                    return int(view["id"][allowed[masked[allowed] == peak]].min())
         full = self._full
         full.copy_logits(logits)
         full.candidates.selected = -1

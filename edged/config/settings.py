@@ -312,6 +312,11 @@ class AnalysisSettings(Section):
     max_string_chars: int = Field(
         48, ge=8, le=512, description="longest extracted string; small models loop on unbounded strings"
     )
+    cut_ungrounded_values: bool = Field(
+        False,
+        description="the backend writes null for an extracted string as soon as it stops occurring in the text"
+        " (llama_cpp): fewer tokens, but the fields after it may come out differently",
+    )
     summary_max_chars: int = Field(240, ge=40, le=2000, description="longest summary")
     confidence_threshold: float = Field(
         0.5, ge=0, le=1, description="results less confident than this are flagged for review"

@@ -106,7 +106,8 @@ class OutboxBuilder:
             payload=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
         )
 
-    def for_digest(self, source: str, window_start: float, window_end: float, records: int, summary: str, model: str) -> OutboxRow:
+    def for_digest(self, source: str, window_start: float, window_end: float, records: int, summary: str, model: str,
+                   review_reason: str | None = None) -> OutboxRow:
         h = hashlib.blake2b(f"{source}\0{window_end!r}".encode(), digest_size=12).hexdigest()
         payload = {
             "record_id": None,
@@ -116,6 +117,7 @@ class OutboxBuilder:
             "window_end": window_end,
             "records": records,
             "summary": summary,
+            "review_reason": review_reason,
             "analyzed_at": time.time(),
             "model": {"name": model},
         }

@@ -319,3 +319,9 @@ def add_file_marks(db: sqlite_utils.Database) -> None:
     # A checksum of the bytes just before a file's stored offset (edged.sources.files.identity): a file
     # rewritten in place, or recreated on a reused inode, is told apart even when its beginning is the same.
     db.execute("ALTER TABLE file_positions ADD COLUMN mark TEXT")
+
+
+@migration(11)
+def add_digest_review(db: sqlite_utils.Database) -> None:
+    # Why a digest needs review: it named a number or code its input does not, even when generated again.
+    db.execute("ALTER TABLE digests ADD COLUMN review_reason TEXT")

@@ -204,7 +204,7 @@ def record_detail(db: sqlite_utils.Database, record_id: str) -> dict[str, Any] |
         db,
         "SELECT r.template_id, t.template, r.label AS model_label, r.severity, r.confidence, r.fields, r.summary,"
         " r.needs_review, r.path, r.model, r.model_sha256, r.backend, r.prompt_version, r.model_calls,"
-        " r.latency_ms, r.analyzed_at, r.classified_by, r.triage_version"
+        " r.latency_ms, r.analyzed_at, r.classified_by, r.triage_version, r.fields_source"
         " FROM results r LEFT JOIN templates t ON t.template_id = r.template_id"
         " WHERE r.record_id = ?",
         [record_id],
@@ -218,6 +218,7 @@ def record_detail(db: sqlite_utils.Database, record_id: str) -> dict[str, Any] |
     )
     if result is not None:
         result["fields"] = json.loads(result["fields"]) if result["fields"] else {}
+        result["fields_source"] = json.loads(result["fields_source"]) if result["fields_source"] else {}
         result["needs_review"] = bool(result["needs_review"])
         result["label"] = corrections[0]["new_label"] if corrections else result["model_label"]
     record["result"] = result

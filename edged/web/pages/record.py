@@ -94,8 +94,28 @@ def _outputs_card(r: dict[str, Any]) -> Safe:
         parts.append(fmt('<p class="summary-text">{}</p>', r["summary"]))
     fields = _shown_fields(r)
     if fields:
-        parts.append(kv_table([(k, v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()]))
+        sources = r.get("fields_source") or {}
+        parts.append(fmt('<div id="fields">{}</div>', kv_table([
+            (k, join([v if isinstance(v, str) else json.dumps(v), _source_tag(sources.get(k))], " "))
+            for k, v in fields.items()
+        ])))
     return fmt('<section class="card wide"><h2>Summary and fields</h2>{}</section>', join(parts))
+
+
+# Where a field's value came from (results.fields_source), as a technician reads it.
+FIELD_SOURCES = {
+    "header": "read from the line's header",
+    "record": "from the file name or MQTT topic",
+    "pattern": "found by a documented pattern in the text",
+    "model": "given by the language model (and found in the text)",
+}
+
+
+def _source_tag(source: str | None) -> Safe:
+    if not source:
+        return Safe("")
+    return fmt('<span class="field-source {}" title="{}">{}</span>', f"from-{source}" if source in FIELD_SOURCES
+               else "from-other", FIELD_SOURCES.get(source, source), source)
 
 
 def _waited(analyzed_at: float | None, received_at: float) -> str:
