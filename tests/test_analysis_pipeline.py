@@ -248,6 +248,8 @@ def test_a_digest_that_fails_twice_is_cut_and_kept_for_review(env):
     asked, stored = _digest_env(env, ["spindle 7 overheated at 95C", "spindle overtemp on machine 12 at 95C"])
     assert len(asked) == 2
     assert stored == [("spindle overtemp on machine", "summary cut before what the report does not say: 12, 95C")]
+    counted = rows(env[3], "SELECT name, value FROM counters WHERE name LIKE 'analysis.digest_checks.%' ORDER BY name")
+    assert counted == [("analysis.digest_checks.failed_check", 1), ("analysis.digest_checks.regenerated", 1)]
 
 
 def test_a_digest_with_nothing_left_after_the_cut_is_the_inputs_first_line(env):

@@ -24,6 +24,7 @@ from edged.analysis.tasks import SUMMARIZE, InvalidAnswer, TaskSpec, parse_answe
 from edged.backends.base import Backend, BackendError
 from edged.publish.outbox import OutboxBuilder
 from edged.store.outbox import insert_rows
+from edged.store.records import ADD_COUNTER
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,12 @@ def store_digests(db: sqlite_utils.Database, digests: list[Digest], outbox: "Out
             [outbox.for_digest(d.source, d.window_start, d.window_end, d.records, d.summary, d.model, d.review_reason)
              for d in digests],
         )
+    # What the check did to them, beside the reports' summaries (analysis.summaries): edged status shows both.
+    events: dict[str, int] = {}
+    for d in digests:
+        for event in d.events:
+            events[f"analysis.digest_checks.{event}"] = events.get(f"analysis.digest_checks.{event}", 0) + 1
+    db.conn.executemany(ADD_COUNTER, list(events.items()))
     db.conn.executemany(
         "INSERT INTO digests (source, window_start, window_end, records, summary, model, created_at, review_reason)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

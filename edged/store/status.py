@@ -9,7 +9,7 @@
 already acknowledged by the upstream broker; age in seconds of the oldest unsent one, null if none),
 ``upstream.published``, ``upstream.resent``, ``upstream.connects``, ``upstream.expired`` (counters),
 ``analysis.classified_by`` (results by path: triage, dump, level, lexicon, slm, upstream), ``analysis.ungrounded`` (model values
-rejected as not in the text, per field), ``analysis.summaries`` (cut, regenerated, failed_check), ``triage.labels`` (training labels by
+rejected as not in the text, per field), ``analysis.summaries`` (cut, regenerated, failed_check) and ``analysis.digest_checks`` (the same for digests), ``triage.labels`` (training labels by
 source), ``triage.versions``, ``triage.active`` (version, heldout_micro_f1, train_size, created_at, routing; null
 before the first accepted training), ``escalation.escalated`` (results sent to the teacher),
 ``escalation.refined``, ``escalation.duplicates``, ``escalation.rejected`` and
@@ -56,6 +56,8 @@ def _analysis(db: sqlite_utils.Database) -> dict[str, Any]:
         "ungrounded": {k.split(".", 2)[2]: v for k, v in counters.items() if k.startswith("analysis.ungrounded.")},
         # summaries cut at a repetition, generated again, kept after failing their check
         "summaries": {k.split(".", 2)[2]: v for k, v in counters.items() if k.startswith("analysis.summaries.")},
+        # the same for digests
+        "digest_checks": {k.split(".", 2)[2]: v for k, v in counters.items() if k.startswith("analysis.digest_checks.")},
     }
 
 
@@ -147,6 +149,10 @@ def format_status(status: dict[str, Any]) -> str:
     if a["ungrounded"]:
         lines.append("ungrounded " + ", ".join(f"{k} {v}" for k, v in sorted(a["ungrounded"].items()))
                      + " (model values not in the text, dropped)")
+    checks = [f"{what} " + ", ".join(f"{k} {v}" for k, v in sorted(a[key].items()))
+              for what, key in (("summaries", "summaries"), ("digests", "digest_checks")) if a[key]]
+    if checks:
+        lines.append("checked    " + "; ".join(checks) + " (cut at a repetition, generated again, kept for review)")
     if a["classified_by"]:
         lines.append("classified " + ", ".join(f"by {k} {v}" for k, v in sorted(a["classified_by"].items())))
     t = status["triage"]
