@@ -290,3 +290,29 @@ def test_a_value_that_may_still_occur_is_told_from_one_that_cannot():
     assert not may_become_grounded("Watchdog timer", text)
     assert not may_become_grounded("1.1.1.1", text)
     assert may_become_grounded("watchdog   TIME", text)  # case and runs of whitespace, as grounded()
+
+
+@pytest.mark.parametrize(
+    "name, value, ok",
+    [
+        ("unit", "°C", True), ("unit", "rpm", True), ("unit", "bar", True), ("unit", "%", True),
+        ("unit", "Cylinder", False), ("unit", "engine", False), ("unit", "tty", False),
+        ("machine", "EX-12", True), ("machine", "10.0.0.7", True),
+        ("machine", "Deleting", False), ("machine", "Swing Box", False),
+        ("error_code", "E-1234", True), ("error_code", "0x800f080d", True),
+        ("error_code", "blk_-6891122177443047531", False), ("error_code", "2005-06-03", False),
+        ("component", "left boom cylinder", True),
+    ],
+)
+def test_a_model_value_must_have_its_fields_shape(name, value, ok):
+    from edged.analysis.grounding import plausible
+
+    assert plausible(name, value) is ok
+
+
+def test_pieces_of_an_address_are_not_numbers():
+    from edged.analysis.grounding import grounded, numbers_in
+
+    assert numbers_in("from 10.190.173.170 port 22") == {22.0}
+    assert not grounded(10.19, "from 10.190.173.170 port 22")
+    assert grounded(91.5, "bearing at 91.5C.")

@@ -35,6 +35,9 @@ _UNITS = (
     r"|L/min|l/min|mL|ml|L|l"
     r"|Nm"
 )
+# A unit the model names must be one of these (the same set the value+unit pattern reads).
+UNIT = re.compile(_UNITS)
+
 DEFAULT_PATTERNS: dict[str, list[str]] = {
     "value": [_NUMBER + r"\s?(?P<unit>" + _UNITS + r")(?![A-Za-z0-9°:])"],
     "error_code": [

@@ -16,9 +16,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edged.analysis.field_patterns import UNIT
+
 _SPACE = re.compile(r"\s+")
-# A number is not a piece of an identifier: not 12 in "EX-12" or "R12", nor 7 in "blk_7".
-_NUMBERS = re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:[.,]\d+)?")
+# A number is not a piece of an identifier: not 12 in "EX-12" or "R12", nor 7 in "blk_7", nor 10.190
+# in the address 10.190.173.170.
+_NUMBERS = re.compile(r"(?<![\w.])(?<![A-Za-z]-)\d+(?:[.,]\d+)?(?![.,]?\d)")
 
 
 def _fold(text: str) -> str:
@@ -79,13 +82,26 @@ _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}:\d{2}:\d{2}")
 _MEASURE = re.compile(r"[-+]?\d+(?:[.,]\d+)*\s*°?[A-Za-z%]{0,4}")  # 12, 88.5C, 3000rpm: a value, not a code
 
 
+# Longer "codes" the model copied were block, task or attempt ids (blk_-6891122177443047531).
+ERROR_CODE_MAX_CHARS = 16
+
+
 def plausible(name: str, value: Any) -> bool:
-    """The shape a field's value must have, beyond being in the text: an error code has a digit and is
-    not a date, time or measurement ("L", "2005-06-03" or "88.5C" copied from the text is not a code); a unit has no
-    digit ("J05-U01" is not a unit)."""
-    text = str(value)
+    """The shape a field's value must have, beyond being in the text. Being in the text is not enough: the
+    model copies the wrong words into the right fields ("unit": "Cylinder", "machine": "Deleting").
+
+    - an error code has a digit, is at most 16 characters, and is not a date, time or measurement ("L",
+      "2005-06-03" or "88.5C" copied from the text is not a code);
+    - a unit is one the value+unit patterns know (C, °C, bar, rpm, %, A, V, s, ms, ...: ``field_patterns``);
+    - a machine the model names has a digit (EX-12, cnc-1, 10.0.0.7): the words it offered without one were
+      parts, verbs or field names, and a machine without a digit in its name comes from the header or the
+      file/topic rule, which the model is not asked about."""
+    text = str(value).strip()
     if name == "error_code":
-        return any(ch.isdigit() for ch in text) and not _DATE.search(text) and not _MEASURE.fullmatch(text.strip())
+        return (any(ch.isdigit() for ch in text) and len(text) <= ERROR_CODE_MAX_CHARS
+                and not _DATE.search(text) and not _MEASURE.fullmatch(text))
     if name == "unit":
-        return not any(ch.isdigit() for ch in text) and len(text) <= 12
+        return UNIT.fullmatch(text) is not None
+    if name == "machine":
+        return any(ch.isdigit() for ch in text)
     return True
