@@ -95,6 +95,18 @@ def test_incidents_always_reach_the_model_with_all_three_tasks(env):
     assert rows(path, "SELECT summary FROM results") == [("spindle overheated",)] * 2
 
 
+def test_the_model_classifies_level_component_and_message_not_the_header(env):
+    writer, backend, analyzer, path = env
+    analyzer.pipeline.settings = analyzer.pipeline.settings.model_copy(update={"levels": {}})
+    analyzer.pipeline.evidence = type(analyzer.pipeline.evidence)(analyzer.pipeline.settings)
+    put(writer, "2026-11-27 10:00:01,123 ERROR [main] spindle.Drive: spindle 2 overtemp 91C")
+    analyzer.run_once()
+    classify = [c for c in backend.calls if "label" in c.schema["properties"]]
+    assert classify, "no classify call"
+    assert classify[0].user.endswith(":\nERROR spindle.Drive: spindle 2 overtemp 91C"), classify[0].user
+    assert "10:00:01" not in classify[0].user
+
+
 def test_exact_repeats_hit_the_cache(env):
     writer, backend, analyzer, path = env
     put(writer, "pump P-7 pressure ok")

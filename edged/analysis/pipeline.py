@@ -388,7 +388,8 @@ class Pipeline:
     def _ask(self, w: _Work, task: str, retry_note: str = "") -> int:
         spec = self.specs[task]
         examples = [(e.text, e.label) for e in w.examples] if task == CLASSIFY else None
-        request = request_for(spec, w.record.text, machine=w.record.machine, kind=w.record.kind, examples=examples)
+        text = classified_text(w.record) if task == CLASSIFY else w.record.text
+        request = request_for(spec, text, machine=w.record.machine, kind=w.record.kind, examples=examples)
         labels = self.settings.labels
         if task == CLASSIFY and w.candidates:
             request = dataclasses.replace(request, schema=among(spec, w.candidates))
@@ -529,6 +530,18 @@ def _answer_settings(settings: AnalysisSettings) -> str:
         "labels", "extract_fields", "patterns", "max_string_chars", "summary_max_chars",
         "levels", "lexicon", "dump_lines",
     }), sort_keys=True)
+
+
+def classified_text(record: Claimed) -> str:
+    """What the model classifies: the level and component a parsed header gave, and the message.
+
+    The answer is cached per (level, component, message template), so the model sees exactly what
+    the key holds: a line's time, host and PID would only be other tokens to read (each costs prompt
+    time on a small CPU) that cannot change an answer every line of the template shares."""
+    if record.message is None or not record.header:
+        return record.text
+    head = " ".join(str(record.header[k]) for k in ("level", "component") if record.header.get(k))
+    return f"{head}: {record.message}" if head else record.message
 
 
 def _subject(record: Claimed) -> Subject:
