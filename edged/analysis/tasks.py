@@ -17,7 +17,8 @@ from edged.backends.base import Completion, CompletionRequest
 from edged.backends.grammar import validate
 from edged.config.settings import AnalysisSettings
 
-PROMPT_VERSION = "3"
+# 4: a parsed line is classified from its level, component and message (pipeline.classified_text).
+PROMPT_VERSION = "4"
 CLASSIFY, EXTRACT, SUMMARIZE = "classify", "extract", "summarize"
 TASKS = (CLASSIFY, EXTRACT, SUMMARIZE)
 MAX_INPUT_CHARS = 1000  # what of a record the model sees: digits are one token each, and the
