@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LOGHUB_DIR, REPO, Unavailable, machine_info, write_result
+from bench.common import LOGHUB_DIR, REPO, Daemon, Unavailable, machine_info, write_result
 
 NEEDS_MODEL = True
 SMOKE_ARGS = ["--lines", "40", "--threads", "1", "--deadline", "600"]
@@ -75,28 +72,13 @@ def write_config(tmp: Path, threads: int | None) -> Path:
 
 
 def run_daemon(tmp: Path, config: Path, expected: int, deadline_s: float) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGED_") and k != "STATE_DIRECTORY"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "--config", str(config)], cwd=tmp, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-    stderr: list[str] = []
-
-    def read() -> None:
-        for line in proc.stderr:
-            stderr.append(line)
-            if " ready" in line and "edged" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    daemon = Daemon(config, tmp, ready_timeout_s=120)
     db = tmp / "state" / "edged.db"
     try:
-        if not ready.wait(120):
-            raise RuntimeError("edged run did not log 'ready' within 120 s:\n" + "".join(stderr)[-2000:])
         ready_at = time.perf_counter()
         done, finished_at = 0, None
         stop_at = time.monotonic() + deadline_s
-        while time.monotonic() < stop_at and proc.poll() is None:
+        while time.monotonic() < stop_at and daemon.proc.poll() is None:
             time.sleep(0.5)
             try:
                 conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -108,22 +90,17 @@ def run_daemon(tmp: Path, config: Path, expected: int, deadline_s: float) -> dic
                 finished_at = time.perf_counter()
                 break
         status = subprocess.run([sys.executable, "-m", "edged", "status", "--json", "--config", str(config)],
-                                cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+                                cwd=tmp, env=daemon.env, capture_output=True, text=True, timeout=120)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        code = daemon.stop()
     return {
-        "ready_s": round(ready_at - t0, 2),
+        "ready_s": round(daemon.ready_s, 2),
         "results": done,
         "all_done": finished_at is not None,
         "seconds_to_all_results": round(finished_at - ready_at, 1) if finished_at else None,
         "status": json.loads(status.stdout) if status.returncode == 0 and status.stdout.strip() else None,
-        "exit_code": proc.returncode,
-        "stderr_tail": "".join(stderr)[-1500:] if proc.returncode not in (0, None) else "",
+        "exit_code": code,
+        "stderr_tail": "".join(daemon.stderr)[-1500:] if code not in (0, None) else "",
     }
 
 

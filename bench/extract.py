@@ -164,6 +164,28 @@ BASELINE_FIELDS = {"machine": "string", "component": "string", "error_code": "st
                    "unit": "string", "event_time": "string"}
 
 
+def new_template_lines(per_system: int, limit: int = 0) -> list[tuple[str, str, object]]:
+    """(system, line, parsed header): the first line of each of the first ``per_system`` templates of each
+    system's held-out rows, its header parsed by the daemon's auto-detection (one stream per system)."""
+    from edged.analysis.templates import TemplateStore
+    from edged.logformats import HeaderParser
+
+    rows = []
+    for system in TRUTH:
+        seen: set[int] = set()
+        parser = HeaderParser()
+        store = TemplateStore()
+        for row in loghub_rows(system, 1000, 1000):
+            mined = store.mine(row["Text"])
+            if mined.template_id in seen:
+                continue
+            seen.add(mined.template_id)
+            rows.append((system, row["Text"], parser.parse(f"file:{system}.log", row["Text"])))
+            if len(seen) >= per_system:
+                break
+    return rows[:limit] if limit else rows
+
+
 def run_speed(backend, per_system: int, limit: int = 0) -> dict:
     """Model seconds per new template, classify + extract: the baseline (every field asked) and edged
     (header and patterns first, the model for the rest), on the same lines, alternating, in one run."""
@@ -172,27 +194,12 @@ def run_speed(backend, per_system: int, limit: int = 0) -> dict:
     from edged.analysis.templates import TemplateStore
     from edged.backends.base import CompletionRequest
     from edged.config.settings import AnalysisSettings
-    from edged.logformats import HeaderParser
     from edged.store.inbox import Claimed
 
     base_settings = AnalysisSettings(extract_fields=BASELINE_FIELDS)
     classify = build_specs(AnalysisSettings())[CLASSIFY]
-    rows = []
-    for system in TRUTH:
-        seen = set()
-        parser = HeaderParser()  # the daemon's auto-detection, one stream per system
-        store = TemplateStore()
-        for row in loghub_rows(system, 1000, 1000):
-            mined = store.mine(row["Text"])
-            if mined.template_id in seen:
-                continue
-            seen.add(mined.template_id)
-            parsed = parser.parse(f"file:{system}.log", row["Text"])
-            rows.append((system, row["Text"], parsed))
-            if len(seen) >= per_system:
-                break
     base_s, edged_s, edged_calls = [], [], 0
-    rows = rows[:limit] if limit else rows
+    rows = new_template_lines(per_system, limit)
     for system, text, parsed in rows:
         t = time.perf_counter()
         backend.complete(request_for(classify, text))

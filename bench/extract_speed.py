@@ -28,34 +28,11 @@ import sys
 import time
 
 from bench.common import LOGHUB_DIR, Unavailable, write_result
+from bench.extract import new_template_lines
 
 NEEDS_MODEL = True
 VARIANTS = ("before", "states", "cut")
 RECEIVED_AT = 1796000000.0
-
-
-def new_template_lines(per_system: int, limit: int) -> list[tuple[str, str, object]]:
-    """(system, line, parsed header): the first line of each of the first ``per_system`` templates of each
-    system's held-out rows, its header parsed by the daemon's auto-detection (one stream per system)."""
-    from bench._loghub_truth import TRUTH
-    from bench.extract import loghub_rows
-    from edged.analysis.templates import TemplateStore
-    from edged.logformats import HeaderParser
-
-    rows = []
-    for system in TRUTH:
-        seen: set[int] = set()
-        store = TemplateStore()
-        parser = HeaderParser()
-        for row in loghub_rows(system, 1000, 1000):
-            mined = store.mine(row["Text"])
-            if mined.template_id in seen:
-                continue
-            seen.add(mined.template_id)
-            rows.append((system, row["Text"], parser.parse(f"file:{system}.log", row["Text"])))
-            if len(seen) >= per_system:
-                break
-    return rows[:limit] if limit else rows
 
 
 def _backends(threads: int) -> dict:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.analysis.harness import log
-from bench.common import REPO
+from bench.common import REPO, Daemon
 
 
 def _proc_kib(pid: int, key: str) -> int | None:
@@ -41,24 +36,9 @@ def cold_start_once(tmp: Path, lines: list[str], threads: int | None) -> dict[st
         f'[store]\npath = "{tmp / "state" / "edged.db"}"\n[logs]\npaths = ["{tmp / "logs"}/*.log"]\n'
         '[analysis]\ndigest_interval_s = 0\n' + backend_toml(threads)
     )
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGED_") and k != "STATE_DIRECTORY"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "--config", str(config)], cwd=tmp, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-    stderr: list[str] = []
-
-    def read() -> None:
-        for line in proc.stderr:
-            stderr.append(line)
-            if " ready" in line and "edged" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    daemon = Daemon(config, tmp)
+    proc, ready_s = daemon.proc, daemon.ready_s
     try:
-        if not ready.wait(60):
-            raise RuntimeError("edged run did not log 'ready' within 60 s:\n" + "".join(stderr)[-2000:])
-        ready_s = time.perf_counter() - t0
         rss_ready = _proc_kib(proc.pid, "VmRSS")
         db, deadline, analyzed = tmp / "state" / "edged.db", time.monotonic() + 180, 0
         while analyzed < len(lines) and time.monotonic() < deadline and proc.poll() is None:
@@ -71,12 +51,7 @@ def cold_start_once(tmp: Path, lines: list[str], threads: int | None) -> dict[st
                 pass
         hwm = _proc_kib(proc.pid, "VmHWM")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        daemon.stop(30)
     return {"ready_s": round(ready_s, 3), "rss_at_ready_mib": round((rss_ready or 0) / 1024, 1),
             "peak_rss_mib": round((hwm or 0) / 1024, 1), "records_analyzed": analyzed, "of": len(lines),
             "exit_code": proc.returncode}
