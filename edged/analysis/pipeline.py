@@ -525,10 +525,10 @@ class Pipeline:
 
 def _answer_settings(settings: AnalysisSettings) -> str:
     """The settings an answer depends on besides the model and the prompts: a cached answer computed
-    under another taxonomy, field list, level table, lexicon or dump-line rule is not served."""
+    under another taxonomy, field list, level table, lexicon, dump-line rule or decoding cut is not served."""
     return json.dumps(settings.model_dump(include={
         "labels", "extract_fields", "patterns", "max_string_chars", "summary_max_chars",
-        "levels", "lexicon", "dump_lines",
+        "levels", "lexicon", "dump_lines", "cut_ungrounded_values",
     }), sort_keys=True)
 
 
