@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LOGHUB_DIR, REPO, Daemon, Unavailable, machine_info, write_result
+from bench.common import LOGHUB_DIR, REPO, Unavailable, analyzed_count, machine_info, write_result
+from tests.support.daemon import Daemon
 
 NEEDS_MODEL = True
 SMOKE_ARGS = ["--lines", "40", "--threads", "1", "--deadline", "600"]
@@ -72,35 +74,33 @@ def write_config(tmp: Path, threads: int | None) -> Path:
 
 
 def run_daemon(tmp: Path, config: Path, expected: int, deadline_s: float) -> dict[str, Any]:
-    daemon = Daemon(config, tmp, ready_timeout_s=120)
+    daemon = Daemon(tmp, config)
+    started = time.perf_counter()
+    daemon.start()
+    ready_at = time.perf_counter()
     db = tmp / "state" / "edged.db"
     try:
-        ready_at = time.perf_counter()
         done, finished_at = 0, None
         stop_at = time.monotonic() + deadline_s
-        while time.monotonic() < stop_at and daemon.proc.poll() is None:
+        while time.monotonic() < stop_at and daemon.alive():
             time.sleep(0.5)
-            try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                done = conn.execute("SELECT count(*) FROM results").fetchone()[0]
-                conn.close()
-            except sqlite3.Error:
-                continue
+            done = analyzed_count(db)
             if done >= expected:
                 finished_at = time.perf_counter()
                 break
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGED_")}
         status = subprocess.run([sys.executable, "-m", "edged", "status", "--json", "--config", str(config)],
-                                cwd=tmp, env=daemon.env, capture_output=True, text=True, timeout=120)
+                                cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
     finally:
-        code = daemon.stop()
+        code = daemon.terminate(60)
     return {
-        "ready_s": round(daemon.ready_s, 2),
+        "ready_s": round(ready_at - started, 2),
         "results": done,
         "all_done": finished_at is not None,
         "seconds_to_all_results": round(finished_at - ready_at, 1) if finished_at else None,
         "status": json.loads(status.stdout) if status.returncode == 0 and status.stdout.strip() else None,
         "exit_code": code,
-        "stderr_tail": "".join(daemon.stderr)[-1500:] if code not in (0, None) else "",
+        "log_tail": daemon.log_text()[-1500:] if code != 0 else "",
     }
 
 

@@ -8,11 +8,9 @@ import os
 import platform
 import random
 import resource
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -204,38 +202,13 @@ def cycle(items: list, n: int) -> Iterator:
         yield items[i % len(items)]
 
 
-class Daemon:
-    """``python -m edged run --config CONFIG`` as a subprocess (without the caller's EDGED_* environment),
-    started and waited for until it logs "ready"; ``stop()`` ends it with SIGTERM as systemd would."""
-
-    def __init__(self, config: Path, cwd: Path, ready_timeout_s: float = 60) -> None:
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.upper().startswith("EDGED_") and k != "STATE_DIRECTORY"}
-        self.config, self.cwd = config, cwd
-        started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "edged", "run", "--config", str(config)], cwd=cwd,
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.stderr: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stderr:
-                self.stderr.append(line)
-                if " ready" in line and "edged" in line:
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(ready_timeout_s):
-            self.stop()
-            raise RuntimeError(f"edged run did not log 'ready' within {ready_timeout_s:.0f} s:\n"
-                               + "".join(self.stderr)[-2000:])
-        self.ready_s = time.perf_counter() - started
-
-    def stop(self, timeout_s: float = 60) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+def analyzed_count(db: Path) -> int:
+    """Results a running daemon has stored so far (0 while its database cannot be read yet)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode
+            return conn.execute("SELECT count(*) FROM results").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0

@@ -8,6 +8,8 @@ and what the model is asked, not inference.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from edged.analysis.analyzer import Analyzer
@@ -20,6 +22,7 @@ from edged.config.settings import AnalysisSettings, TriageSettings
 from edged.store.database import connect, open_database, write_transaction
 from edged.store.inbox import Claimed
 from edged.store.status import collect_status
+from edged.store.writer import StoreWriter
 from edged.triage import labels as label_store
 from edged.triage import versions
 from edged.triage.learn import learn
@@ -216,24 +219,29 @@ def test_a_confident_classifier_overrides_the_level_table(tmp_path):
     assert (got.label, got.by) == ("safety", TRIAGE) and got.confidence >= 0.6
 
 
+@contextmanager
+def analyzer_answering_first_label(db, path, retrain_after: int):
+    """An analyzer on ``db`` with a running writer, whose scripted model always answers the first label
+    it is offered."""
+    writer = StoreWriter(db)
+    writer.start()
+    try:
+        backend = FakeBackend(answer=lambda req: {"label": req.schema["properties"]["label"]["enum"][0], "severity": 1})
+        yield backend, Analyzer(AnalysisSettings(), backend, writer, connect(path), None,
+                                UNSURE.model_copy(update={"retrain_after": retrain_after}))
+    finally:
+        writer.stop()
+
+
 def test_the_analyzer_measures_a_version_it_trains_with_its_own_model(tmp_path):
     path = tmp_path / "edged.db"
     db = open_database(path)
     with write_transaction(db):
         label_store.add_imported(db, make(12, seed=5))
-    from edged.store.writer import StoreWriter
-
-    writer = StoreWriter(db)
-    writer.start()
-    try:
-        backend = FakeBackend(answer=lambda req: {"label": req.schema["properties"]["label"]["enum"][0], "severity": 1})
-        analyzer = Analyzer(AnalysisSettings(), backend, writer, connect(path), None,
-                            UNSURE.model_copy(update={"retrain_after": 10}))
+    with analyzer_answering_first_label(db, path, retrain_after=10) as (backend, analyzer):
         assert analyzer.learn_if_due(now=1e12)
         routing = versions.active(connect(path))[0].routing
         assert routing["measured"] and routing["asked"] == len(backend.calls) > 0
-    finally:
-        writer.stop()
 
 
 # -- edged eval measures what the daemon does ----------------------------------------------------------
@@ -255,14 +263,7 @@ def test_the_analyzer_measures_an_active_version_stored_without_routing_once(tmp
     path = tmp_path / "edged.db"
     db, report, _, _ = trained(tmp_path, None)  # as `edged learn --no-model` leaves it
     assert not versions.active(db)[0].routing["measured"]
-    from edged.store.writer import StoreWriter
-
-    writer = StoreWriter(db)
-    writer.start()
-    try:
-        backend = FakeBackend(answer=lambda req: {"label": req.schema["properties"]["label"]["enum"][0], "severity": 1})
-        analyzer = Analyzer(AnalysisSettings(), backend, writer, connect(path), None,
-                            UNSURE.model_copy(update={"retrain_after": 0}))
+    with analyzer_answering_first_label(db, path, retrain_after=0) as (backend, analyzer):
         analyzer.follow_labels(now=0)
         assert not analyzer.learn_if_due(now=1e12)  # no training: only the measurement
         routing = versions.active(connect(path))[0].routing
@@ -271,8 +272,6 @@ def test_the_analyzer_measures_an_active_version_stored_without_routing_once(tmp
         calls = len(backend.calls)
         analyzer.learn_if_due(now=2e12)
         assert len(backend.calls) == calls  # measured once
-    finally:
-        writer.stop()
 
 
 def test_a_model_better_only_by_luck_does_not_get_the_unsure_records():

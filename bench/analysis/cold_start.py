@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.analysis.harness import log
-from bench.common import REPO, Daemon
+from bench.common import REPO, analyzed_count
+from tests.support.daemon import Daemon
 
 
 def _proc_kib(pid: int, key: str) -> int | None:
@@ -36,22 +36,20 @@ def cold_start_once(tmp: Path, lines: list[str], threads: int | None) -> dict[st
         f'[store]\npath = "{tmp / "state" / "edged.db"}"\n[logs]\npaths = ["{tmp / "logs"}/*.log"]\n'
         '[analysis]\ndigest_interval_s = 0\n' + backend_toml(threads)
     )
-    daemon = Daemon(config, tmp)
-    proc, ready_s = daemon.proc, daemon.ready_s
+    daemon = Daemon(tmp, config)
+    started = time.perf_counter()
+    daemon.start()
+    ready_s = time.perf_counter() - started
+    proc = daemon.proc
     try:
         rss_ready = _proc_kib(proc.pid, "VmRSS")
         db, deadline, analyzed = tmp / "state" / "edged.db", time.monotonic() + 180, 0
         while analyzed < len(lines) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-            try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                analyzed = conn.execute("SELECT count(*) FROM results").fetchone()[0]
-                conn.close()
-            except sqlite3.Error:
-                pass
+            analyzed = analyzed_count(db)
         hwm = _proc_kib(proc.pid, "VmHWM")
     finally:
-        daemon.stop(30)
+        daemon.terminate(30)
     return {"ready_s": round(ready_s, 3), "rss_at_ready_mib": round((rss_ready or 0) / 1024, 1),
             "peak_rss_mib": round((hwm or 0) / 1024, 1), "records_analyzed": analyzed, "of": len(lines),
             "exit_code": proc.returncode}
