@@ -440,6 +440,7 @@ class LlamaCppBackend(Backend):
         return smpl
 
     def _allows(self, smpl, token: int) -> bool:
+        """Whether the grammar allows ``token`` next (one candidate: the grammar leaves its logit or sets -inf)."""
         one = self._one_data
         one[0].id, one[0].logit, one[0].p = token, 0.0, 0.0
         self._one.size, self._one.selected, self._one.sorted = 1, -1, False
@@ -501,11 +502,7 @@ class LlamaCppBackend(Backend):
 
         lib = self._lib
         best = int(np.argmax(logits))
-        one = self._one_data
-        one[0].id, one[0].logit, one[0].p = best, float(logits[best]), 0.0
-        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
-        lib.llama_sampler_apply(smpl, ctypes.byref(self._one))
-        if one[0].logit != -math.inf:
+        if self._allows(smpl, best):
             return best
         n, k = logits.shape[0], self.top_candidates
         if 0 < k < n:
